@@ -1,0 +1,169 @@
+package keystore
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+)
+
+// Areas maps request paths to functional areas (assets, workorders, …).
+// Patterns follow Caddy's path matcher: "/a/b*" is a prefix, "*/b" a suffix,
+// "*x*" a substring, anything else exact; matching is case-insensitive and is
+// done on the cleaned, decoded path, so "..", "//", "%2F" and case tricks
+// cannot leave an area.
+type Areas struct {
+	names    []string
+	patterns []areaPattern
+}
+
+type areaPattern struct {
+	area string
+	kind patternKind
+	text string // lower case, without the stars
+}
+
+type patternKind uint8
+
+const (
+	matchExact patternKind = iota
+	matchPrefix
+	matchSuffix
+	matchSubstring
+)
+
+// NewAreas compiles area definitions. Each area needs at least one path
+// pattern starting with "/" or "*"; names are letters, digits, "_" and "-".
+func NewAreas(defs map[string][]string) (*Areas, error) {
+	a := &Areas{}
+	for name := range defs {
+		a.names = append(a.names, name)
+	}
+	sort.Strings(a.names)
+	for _, name := range a.names {
+		if err := ValidateAreaName(name); err != nil {
+			return nil, err
+		}
+		pats := defs[name]
+		if len(pats) == 0 {
+			return nil, fmt.Errorf("area %q has no paths; give at least one path pattern such as /maximo/oslc/os/mxasset*", name)
+		}
+		for _, p := range pats {
+			ap, err := compilePattern(name, p)
+			if err != nil {
+				return nil, err
+			}
+			a.patterns = append(a.patterns, ap)
+		}
+	}
+	return a, nil
+}
+
+// ValidateAreaName checks an area name.
+func ValidateAreaName(name string) error {
+	if name == "" || name == AllAreas || name == "keys" {
+		return fmt.Errorf("area name %q is reserved or empty", name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !isAlnum(c) && c != '_' && c != '-' {
+			return fmt.Errorf("area name %q may contain only letters, digits, '_' and '-'", name)
+		}
+	}
+	return nil
+}
+
+func compilePattern(area, p string) (areaPattern, error) {
+	if p == "" || (p[0] != '/' && p[0] != '*') {
+		return areaPattern{}, fmt.Errorf("area %q: path %q must start with / (or * for a suffix match)", area, p)
+	}
+	lp := strings.ToLower(p)
+	starts, ends := strings.HasPrefix(lp, "*"), strings.HasSuffix(lp, "*")
+	text := strings.Trim(lp, "*")
+	if strings.Contains(text, "*") {
+		return areaPattern{}, fmt.Errorf("area %q: path %q may use * only at its start or end", area, p)
+	}
+	ap := areaPattern{area: area, text: text}
+	switch {
+	case starts && ends:
+		ap.kind = matchSubstring
+	case ends:
+		ap.kind = matchPrefix
+	case starts:
+		ap.kind = matchSuffix
+	default:
+		ap.kind = matchExact
+	}
+	if text == "" && ap.kind != matchExact {
+		ap.kind = matchPrefix // "*" alone: every path
+	}
+	return ap, nil
+}
+
+// Names returns the configured area names, sorted.
+func (a *Areas) Names() []string { return a.names }
+
+// Has reports whether an area of that name is configured.
+func (a *Areas) Has(name string) bool {
+	i := sort.SearchStrings(a.names, name)
+	return i < len(a.names) && a.names[i] == name
+}
+
+// CleanPath normalises a decoded request path the way Caddy's path matcher
+// does before matching: path.Clean, keeping a leading slash.
+func CleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	return path.Clean(p)
+}
+
+// Allowed reports whether rights grant `need` on the cleaned path, and the
+// matched area (if any). A path in no area is never allowed, even for *:write:
+// the wildcard grants every configured area, not unconfigured paths.
+func (a *Areas) Allowed(r *Rights, cleanPath string, need Level) (area string, ok bool) {
+	var lower [256]byte
+	lp := cleanPath
+	if len(cleanPath) <= len(lower) {
+		b := lower[:len(cleanPath)]
+		for i := 0; i < len(cleanPath); i++ {
+			c := cleanPath[i]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b[i] = c
+		}
+		lp = string(b) // escapes only if kept; compared below, then dropped
+	} else {
+		lp = strings.ToLower(cleanPath)
+	}
+	for i := range a.patterns {
+		p := &a.patterns[i]
+		if !p.match(lp) {
+			continue
+		}
+		if area == "" {
+			area = p.area
+		}
+		if r.Level(p.area) >= need {
+			return p.area, true
+		}
+	}
+	return area, false
+}
+
+func (p *areaPattern) match(lp string) bool {
+	switch p.kind {
+	case matchExact:
+		return lp == p.text
+	case matchPrefix:
+		return strings.HasPrefix(lp, p.text)
+	case matchSuffix:
+		return strings.HasSuffix(lp, p.text)
+	default:
+		return strings.Contains(lp, p.text)
+	}
+}

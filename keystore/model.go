@@ -1,0 +1,225 @@
+package keystore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. Stores translate their driver errors to these at the
+// boundary so callers never see pgx or bbolt types.
+var (
+	ErrNotFound         = errors.New("not found")
+	ErrConflict         = errors.New("conflict")
+	ErrLicenseExhausted = errors.New("license exhausted")
+	// ErrUnavailable wraps store failures that mean "try later" (network,
+	// closed pool); the handler answers 503 and never fails open.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Status of a key, always derived from its timestamps.
+type Status string
+
+const (
+	StatusActive  Status = "active"
+	StatusExpired Status = "expired"
+	StatusRevoked Status = "revoked"
+)
+
+// ParseStatus validates a status filter value.
+func ParseStatus(s string) (Status, error) {
+	switch Status(s) {
+	case StatusActive, StatusExpired, StatusRevoked:
+		return Status(s), nil
+	}
+	return "", fmt.Errorf("status %q must be active, expired or revoked", s)
+}
+
+// Rate is a per-key rate limit: Limit requests per Per.
+type Rate struct {
+	Limit int64         `json:"limit"`
+	Per   time.Duration `json:"-"`
+}
+
+// Quota is a per-key request budget per UTC calendar day or month.
+type Quota struct {
+	Limit  int64  `json:"limit"`
+	Period string `json:"period"` // "day" or "month"
+}
+
+// Key is a stored API key. It never holds the secret, only its digest.
+type Key struct {
+	ID          string
+	Name        string
+	Description string
+	User        string
+	Rights      []string
+	Start       string
+	Digest      Digest
+	Imported    bool
+	CreatedAt   time.Time
+	CreatedBy   string
+	ExpiresAt   *time.Time
+	RevokedAt   *time.Time
+	LastUsedAt  *time.Time
+	Rate        *Rate
+	Quota       *Quota
+
+	// PrevDigest is the digest replaced by the last rotation; it keeps
+	// working until GraceUntil. Zero when there is none.
+	PrevDigest Digest
+	GraceUntil *time.Time
+}
+
+// Clone returns a deep copy, so cached keys are never mutated in place.
+func (k *Key) Clone() *Key {
+	c := *k
+	c.Rights = append([]string(nil), k.Rights...)
+	c.ExpiresAt = cloneTime(k.ExpiresAt)
+	c.RevokedAt = cloneTime(k.RevokedAt)
+	c.LastUsedAt = cloneTime(k.LastUsedAt)
+	c.GraceUntil = cloneTime(k.GraceUntil)
+	if k.Rate != nil {
+		r := *k.Rate
+		c.Rate = &r
+	}
+	if k.Quota != nil {
+		q := *k.Quota
+		c.Quota = &q
+	}
+	return &c
+}
+
+func cloneTime(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	return &c
+}
+
+// Status derives the key's status at now.
+func (k *Key) Status(now time.Time) Status {
+	switch {
+	case k.RevokedAt != nil && !now.Before(*k.RevokedAt):
+		return StatusRevoked
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return StatusExpired
+	}
+	return StatusActive
+}
+
+// Accepts reports whether a presented digest opens this key at now: the
+// current digest, or the previous one while the rotation grace lasts, and
+// only while the key is active. Comparisons are constant-time.
+func (k *Key) Accepts(d Digest, now time.Time) bool {
+	if k.Status(now) != StatusActive {
+		return false
+	}
+	if subtle.ConstantTimeCompare(k.Digest[:], d[:]) == 1 {
+		return true
+	}
+	return !k.PrevDigest.IsZero() && k.GraceUntil != nil && now.Before(*k.GraceUntil) &&
+		subtle.ConstantTimeCompare(k.PrevDigest[:], d[:]) == 1
+}
+
+// NewID returns a new key id, "key_" and 20 base62 characters.
+func NewID() (string, error) {
+	var b [20]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("reading random bytes: %w", err)
+	}
+	var sb strings.Builder
+	sb.WriteString("key_")
+	for _, c := range b {
+		sb.WriteByte(base62[int(c)%62])
+	}
+	return sb.String(), nil
+}
+
+// ListFilter selects keys for Store.ListKeys. Empty fields match all.
+type ListFilter struct {
+	User   string
+	Name   string
+	Status Status    // evaluated at Now
+	Now    time.Time // for Status
+	Limit  int       // 1..1000; 0 means 100
+	Cursor string    // opaque; "" starts at the beginning
+}
+
+// AuditEvent is one entry of the audit log. Details never hold a secret.
+type AuditEvent struct {
+	Seq     int64          `json:"-"`
+	At      time.Time      `json:"at"`
+	Actor   string         `json:"actor"`
+	Action  string         `json:"action"`
+	KeyID   string         `json:"key_id"`
+	Details map[string]any `json:"details"`
+}
+
+// AuditFilter selects audit events, newest first.
+type AuditFilter struct {
+	KeyID  string
+	Limit  int
+	Cursor string
+}
+
+// UsageDelta is a count of requests of one key on one UTC day.
+type UsageDelta struct {
+	KeyID    string
+	Day      time.Time // midnight UTC
+	Requests int64
+	LastUsed time.Time
+}
+
+// DayUsage is the stored total of one key on one UTC day.
+type DayUsage struct {
+	Day      time.Time
+	Requests int64
+}
+
+// Store holds keys, the audit log and usage totals. Implementations are
+// storage primitives only: policy (licence, self-service, escalation) lives in
+// Service. All methods are safe for concurrent use.
+type Store interface {
+	// CreateKey inserts k. If maxActive > 0 and that many keys are already
+	// active at now, it fails with ErrLicenseExhausted; the count and the
+	// insert are atomic. A duplicate id or digest is ErrConflict.
+	CreateKey(ctx context.Context, k *Key, maxActive int, now time.Time) error
+	// GetKey returns the key with that id, or ErrNotFound.
+	GetKey(ctx context.Context, id string) (*Key, error)
+	// LookupDigest returns the key whose current or previous digest is d,
+	// or ErrNotFound. The caller decides with Key.Accepts.
+	LookupDigest(ctx context.Context, d Digest) (*Key, error)
+	// ListKeys returns keys matching f in a stable order (creation order)
+	// and the cursor of the next page ("" at the end).
+	ListKeys(ctx context.Context, f ListFilter) ([]*Key, string, error)
+	// UpdateKey applies fn to the stored key atomically and saves the
+	// result. fn may change anything but ID; a digest change that collides
+	// with another key is ErrConflict. Returns the saved key.
+	UpdateKey(ctx context.Context, id string, fn func(*Key) error) (*Key, error)
+	// RevokeUser sets RevokedAt=at on every unrevoked key of user and
+	// returns the keys it revoked.
+	RevokeUser(ctx context.Context, user string, at time.Time) ([]*Key, error)
+	// CountActive counts the keys active at now.
+	CountActive(ctx context.Context, now time.Time) (int, error)
+
+	// AppendAudit records an event.
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	// ListAudit returns events matching f, newest first, and the next cursor.
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, string, error)
+
+	// AddUsage adds a batch of usage deltas in one transaction. batchID
+	// makes it idempotent: a batch already applied is skipped silently.
+	AddUsage(ctx context.Context, batchID string, deltas []UsageDelta) error
+	// Usage returns the stored per-day totals of a key in [from, to] (days,
+	// UTC), only days with requests, ascending.
+	Usage(ctx context.Context, id string, from, to time.Time) ([]DayUsage, error)
+
+	// Close releases the store.
+	Close() error
+}

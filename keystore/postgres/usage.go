@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+const dayFormat = "2006-01-02"
+
+// AddUsage implements keystore.Store: one transaction per batch, recorded in
+// usage_batches so a retried batch is skipped. Deltas of the same key and
+// day are summed first; last_used_at moves forward only (and only by at
+// least Options.LastUsedStep).
+func (s *Store) AddUsage(ctx context.Context, batchID string, deltas []keystore.UsageDelta) error {
+	type kd struct {
+		id  string
+		day string
+	}
+	sums := map[kd]int64{}
+	var order []kd
+	last := map[string]time.Time{}
+	var lastOrder []string
+	for _, d := range deltas {
+		if d.KeyID == "" {
+			continue
+		}
+		if d.Requests != 0 {
+			k := kd{d.KeyID, d.Day.UTC().Format(dayFormat)}
+			if _, ok := sums[k]; !ok {
+				order = append(order, k)
+			}
+			sums[k] += d.Requests
+		}
+		if !d.LastUsed.IsZero() {
+			t, ok := last[d.KeyID]
+			if !ok {
+				lastOrder = append(lastOrder, d.KeyID)
+			}
+			if !ok || d.LastUsed.After(t) {
+				last[d.KeyID] = d.LastUsed
+			}
+		}
+	}
+	var (
+		ids, days []string
+		reqs      []int64
+		luIDs     []string
+		luAt      []time.Time
+	)
+	for _, k := range order {
+		ids, days, reqs = append(ids, k.id), append(days, k.day), append(reqs, sums[k])
+	}
+	for _, id := range lastOrder {
+		luIDs, luAt = append(luIDs, id), append(luAt, last[id])
+	}
+
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO usage_batches (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, batchID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // applied before
+		}
+		if len(ids) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO key_usage (key_id, day, requests)
+				SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[])
+				ON CONFLICT (key_id, day) DO UPDATE SET requests = key_usage.requests + excluded.requests`,
+				ids, days, reqs); err != nil {
+				return err
+			}
+		}
+		if len(luIDs) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE keys k SET last_used_at = u.at
+				FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
+				WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at <= u.at - $3::interval)
+				  AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
+				luIDs, luAt, s.opts.LastUsedStep); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("adding usage batch %s: %w", batchID, translate(err))
+	}
+	s.maybePrune(ctx)
+	return nil
+}
+
+// Usage implements keystore.Store.
+func (s *Store) Usage(ctx context.Context, id string, from, to time.Time) ([]keystore.DayUsage, error) {
+	rows, err := s.pool.Query(ctx, `SELECT day, requests FROM key_usage
+		WHERE key_id = $1 AND day BETWEEN $2::date AND $3::date AND requests <> 0 ORDER BY day`,
+		id, from.UTC().Format(dayFormat), to.UTC().Format(dayFormat))
+	if err != nil {
+		return nil, fmt.Errorf("reading usage of key %s: %w", id, translate(err))
+	}
+	defer rows.Close()
+	var out []keystore.DayUsage
+	for rows.Next() {
+		var u keystore.DayUsage
+		if err := rows.Scan(&u.Day, &u.Requests); err != nil {
+			return nil, fmt.Errorf("reading usage of key %s: %w", id, translate(err))
+		}
+		u.Day = time.Date(u.Day.Year(), u.Day.Month(), u.Day.Day(), 0, 0, 0, 0, time.UTC)
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading usage of key %s: %w", id, translate(err))
+	}
+	return out, nil
+}
+
+// maybePrune removes applied usage batches older than a day and change log
+// rows older than Options.ChangeRetention, at most every few minutes per
+// store. Failures are logged; the next call tries again.
+func (s *Store) maybePrune(ctx context.Context) {
+	now := time.Now().UnixNano()
+	last := s.lastPrune.Load()
+	if now-last < int64(pruneEvery) || !s.lastPrune.CompareAndSwap(last, now) {
+		return
+	}
+	if err := s.Prune(ctx); err != nil {
+		s.log.Warn("pruning usage batches and change log", zap.Error(err))
+	}
+}
+
+// Prune removes applied usage batches older than a day and change log rows
+// older than Options.ChangeRetention (always keeping the newest change, so
+// sequences are never reused). It runs on its own from AddUsage and
+// listeners; it is exported for maintenance jobs and tests.
+func (s *Store) Prune(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM usage_batches WHERE applied_at < now() - $1::interval`, batchRetention); err != nil {
+		return fmt.Errorf("pruning usage batches: %w", translate(err))
+	}
+	if _, err := s.pool.Exec(ctx, `WITH d AS (
+			DELETE FROM key_changes
+			WHERE at < now() - $1::interval AND seq < (SELECT max(seq) FROM key_changes)
+			RETURNING seq)
+		UPDATE key_changes_state SET pruned_through = greatest(pruned_through, (SELECT max(seq) FROM d))
+		WHERE EXISTS (SELECT 1 FROM d)`, s.opts.ChangeRetention); err != nil {
+		return fmt.Errorf("pruning change log: %w", translate(err))
+	}
+	return nil
+}

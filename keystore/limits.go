@@ -1,0 +1,425 @@
+package keystore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Decision codes of a rejected request.
+const (
+	CodeRateLimited   = "rate_limited"
+	CodeQuotaExceeded = "quota_exceeded"
+)
+
+// Quota periods.
+const (
+	PeriodDay   = "day"
+	PeriodMonth = "month"
+)
+
+// Limiter defaults.
+const (
+	DefaultQuotaRefresh = 5 * time.Second
+	DefaultStoreTimeout = 2 * time.Second
+	DefaultIdleAfter    = time.Minute
+)
+
+// deadTAT marks an entry reclaimed by Sweep; Admit then makes a new one.
+const deadTAT = math.MinInt64
+
+// LimiterOptions configure a Limiter. The zero value enforces each key's own
+// rate only.
+type LimiterOptions struct {
+	// Store is read for the stored usage total of a key with a quota. Nil:
+	// quotas count only this instance's requests.
+	Store Store
+	// Meter supplies this instance's counts, flushed or not. It should be
+	// the Meter that counts the requests this Limiter admits.
+	Meter *Meter
+	// DefaultRate applies to keys without a rate of their own.
+	DefaultRate *Rate
+	// DefaultQuota applies to keys without a quota of their own.
+	DefaultQuota *Quota
+	// QuotaRefresh is how often a key's stored total is read again, to see
+	// other instances' usage (this instance's own is tracked exactly
+	// in between). Default DefaultQuotaRefresh.
+	QuotaRefresh time.Duration
+	// StoreTimeout bounds one read of a stored total. Default
+	// DefaultStoreTimeout.
+	StoreTimeout time.Duration
+	// IdleAfter is how long a key must go unseen, with its rate budget full
+	// again, before Sweep forgets it. Default DefaultIdleAfter.
+	IdleAfter time.Duration
+	// Now is the clock of Run's sweeps. Default time.Now.
+	Now func() time.Time
+	// Logger receives store read failures (with key ids, never keys or
+	// digests). Default: no logging.
+	Logger *zap.Logger
+}
+
+// Limiter enforces per-key rate limits and quotas (DESIGN §1 step 6, §2
+// Limits). It implements Admitter.
+//
+// Rate limits use GCRA (a token bucket without a refill timer): a key with
+// Rate{Limit: n, Per: p} may send a burst of n requests, then one every p/n.
+// They are enforced per instance, so N instances behind a load balancer
+// allow up to N times the rate in total.
+//
+// Quotas count requests per UTC calendar day or month. A key's usage is its
+// stored total for the period (read from the Store at most every
+// QuotaRefresh, in the background after the first read) plus what this
+// instance has committed since that read plus what it counted and has not
+// flushed. This instance's own requests are therefore always counted
+// exactly; other instances' requests are seen after they flush and this
+// instance re-reads, so N instances may overshoot a quota by what the others
+// admit in one flush interval plus one QuotaRefresh. Requests admitted
+// concurrently on one instance, between Admit and Meter.Count, may also pass
+// the last unit of a quota together.
+//
+// When the store cannot be read, the last total read for the period is
+// kept (this instance's own usage since is still exact). With no total read
+// yet for the period, the quota counts only what this instance committed and
+// counted in the period: the key keeps working within its quota as seen
+// from here rather than failing, and the read is retried every QuotaRefresh.
+//
+// Admit never consumes anything for a request it rejects: quotas are only
+// read (the Meter counts admitted requests), and the rate budget is taken
+// only when both checks pass.
+//
+// Memory: one entry per key seen with a limit; Sweep (run by Run) drops
+// entries idle for IdleAfter whose rate budget is full again, so nothing is
+// lost by forgetting them.
+type Limiter struct {
+	store        Store
+	meter        *Meter
+	defaultRate  *Rate
+	defaultQuota *Quota
+	refresh      time.Duration
+	timeout      time.Duration
+	idle         time.Duration
+	now          func() time.Time
+	logger       *zap.Logger
+
+	keys      sync.Map // key id → *limitEntry
+	refreshes sync.WaitGroup
+}
+
+// NewLimiter returns a Limiter configured by opts.
+func NewLimiter(opts LimiterOptions) *Limiter {
+	l := &Limiter{
+		store:        opts.Store,
+		meter:        opts.Meter,
+		defaultRate:  validRate(opts.DefaultRate),
+		defaultQuota: validQuota(opts.DefaultQuota),
+		refresh:      opts.QuotaRefresh,
+		timeout:      opts.StoreTimeout,
+		idle:         opts.IdleAfter,
+		now:          opts.Now,
+		logger:       opts.Logger,
+	}
+	if l.refresh <= 0 {
+		l.refresh = DefaultQuotaRefresh
+	}
+	if l.timeout <= 0 {
+		l.timeout = DefaultStoreTimeout
+	}
+	if l.idle <= 0 {
+		l.idle = DefaultIdleAfter
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.logger == nil {
+		l.logger = zap.NewNop()
+	}
+	return l
+}
+
+// validRate returns r if it limits anything, else nil. A limit or period of
+// zero means "not set" (the admin API accepts only positive values).
+func validRate(r *Rate) *Rate {
+	if r == nil || r.Limit <= 0 || r.Per <= 0 {
+		return nil
+	}
+	return r
+}
+
+// validQuota returns q if it limits anything, else nil (see validRate; an
+// unknown period is treated as not set, as the admin API rejects it).
+func validQuota(q *Quota) *Quota {
+	if q == nil || q.Limit <= 0 || (q.Period != PeriodDay && q.Period != PeriodMonth) {
+		return nil
+	}
+	return q
+}
+
+type limitEntry struct {
+	tat  atomic.Int64 // GCRA theoretical arrival time, unix ns; deadTAT once swept
+	seen atomic.Int64 // unix seconds of the latest Admit
+
+	quota      atomic.Pointer[quotaSnap]
+	refreshing atomic.Bool // a background read is under way
+	readMu     sync.Mutex  // one synchronous read per key at a time
+
+	me *meterEntry // nil without a Meter
+}
+
+// quotaSnap is one read of a stored total. Immutable once published.
+type quotaSnap struct {
+	month    bool   // period kind
+	period   uint64 // day or month index
+	startDay uint64 // day index of start
+	start    int64  // unix ns of the period's first instant
+	next     int64  // unix ns of the next period's first instant
+	at       int64  // unix ns of the read (or failed attempt)
+	known    bool   // stored and base are from a successful read
+	stored   int64  // stored total of the period
+	base     int64  // this instance's committed count of the period before the read
+}
+
+// Admit decides whether k may make a request at now. A key without limits
+// (and no defaults configured) costs a few comparisons; otherwise one map
+// read, and no allocation after the key's first request.
+func (l *Limiter) Admit(k *Key, now time.Time) Decision {
+	rate, quota := validRate(k.Rate), validQuota(k.Quota)
+	if rate == nil {
+		rate = l.defaultRate
+	}
+	if quota == nil {
+		quota = l.defaultQuota
+	}
+	if rate == nil && quota == nil {
+		return Decision{Allowed: true}
+	}
+	for {
+		e := l.entry(k.ID)
+		d, dead := l.admit(e, k.ID, rate, quota, now)
+		if !dead {
+			return d
+		}
+		l.keys.CompareAndDelete(k.ID, e)
+	}
+}
+
+func (l *Limiter) entry(keyID string) *limitEntry {
+	if v, ok := l.keys.Load(keyID); ok {
+		return v.(*limitEntry)
+	}
+	e := new(limitEntry)
+	if l.meter != nil {
+		e.me = l.meter.entry(keyID)
+	}
+	v, _ := l.keys.LoadOrStore(keyID, e)
+	return v.(*limitEntry)
+}
+
+// admit applies the limits with entry e; dead reports that Sweep reclaimed
+// e meanwhile and the caller must retry with a new entry.
+func (l *Limiter) admit(e *limitEntry, keyID string, rate *Rate, quota *Quota, now time.Time) (d Decision, dead bool) {
+	if s := now.Unix(); e.seen.Load() < s {
+		e.seen.Store(s)
+	}
+	d.Allowed = true
+	if quota != nil {
+		used, reset := l.quotaUsed(e, keyID, quota, now)
+		if used >= quota.Limit {
+			return Decision{Code: CodeQuotaExceeded, RetryAfter: reset,
+				Limited: true, Limit: quota.Limit, Reset: reset}, false
+		}
+		d.Limited, d.Limit, d.Remaining, d.Reset = true, quota.Limit, quota.Limit-used-1, reset
+	}
+	if rate == nil {
+		return d, false
+	}
+	// GCRA with emission interval t and burst window b = n*t <= Per:
+	// a request is allowed if, after it, the theoretical arrival time is
+	// at most b ahead of now.
+	t := max(int64(rate.Per)/rate.Limit, 1)
+	b := t * rate.Limit
+	nowNs := now.UnixNano()
+	for {
+		old := e.tat.Load()
+		if old == deadTAT {
+			return Decision{}, true
+		}
+		tat := max(old, nowNs) + t
+		if ahead := tat - nowNs; ahead > b {
+			wait := time.Duration(ahead - b)
+			return Decision{Code: CodeRateLimited, RetryAfter: wait,
+				Limited: true, Limit: rate.Limit, Reset: wait}, false
+		}
+		if !e.tat.CompareAndSwap(old, tat) {
+			continue
+		}
+		ahead := tat - nowNs
+		if rem := (b - ahead) / t; !d.Limited || rem < d.Remaining {
+			d.Limited, d.Limit, d.Remaining, d.Reset = true, rate.Limit, rem, time.Duration(ahead)
+		}
+		return d, false
+	}
+}
+
+// quotaPeriod returns the period of now: its index (UTC days or months since
+// the epoch), its first instant and the first instant of the next period.
+func quotaPeriod(month bool, now time.Time) (idx uint64, start, next time.Time) {
+	if month {
+		y, m, _ := now.UTC().Date()
+		start = time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
+		return monthIndex(start), start, start.AddDate(0, 1, 0)
+	}
+	day := dayIndex(now)
+	return day, dayTime(day), dayTime(day + 1)
+}
+
+// quotaUsed returns the requests of the key in the current period and the
+// time until the next one.
+func (l *Limiter) quotaUsed(e *limitEntry, keyID string, q *Quota, now time.Time) (int64, time.Duration) {
+	month := q.Period == PeriodMonth
+	nowNs := now.UnixNano()
+	s := e.quota.Load()
+	switch {
+	case s == nil || s.month != month || nowNs < s.start || nowNs >= s.next:
+		s = l.readSync(e, keyID, month, now)
+	case l.store != nil && nowNs-s.at >= int64(l.refresh) && e.refreshing.CompareAndSwap(false, true):
+		l.readAsync(e, keyID, s, now)
+	}
+	used := s.stored
+	if me := e.me; me != nil {
+		// Local before committed: Meter.commit raises committed before it
+		// releases held counts, so a request may be seen twice for an
+		// instant but never missed.
+		used += me.local(s.startDay)
+		used += max(me.committed(month, s.period)-s.base, 0)
+	}
+	return used, time.Duration(s.next - nowNs)
+}
+
+// newSnap returns an unread quotaSnap for the period of now.
+func newSnap(month bool, now time.Time) *quotaSnap {
+	idx, start, next := quotaPeriod(month, now)
+	return &quotaSnap{month: month, period: idx, startDay: dayIndex(start),
+		start: start.UnixNano(), next: next.UnixNano(), at: now.UnixNano()}
+}
+
+// readSync reads the stored total of a period not read before; concurrent
+// requests of the key wait for one read.
+func (l *Limiter) readSync(e *limitEntry, keyID string, month bool, now time.Time) *quotaSnap {
+	e.readMu.Lock()
+	defer e.readMu.Unlock()
+	s := newSnap(month, now)
+	if c := e.quota.Load(); c != nil && c.month == month && c.period >= s.period {
+		// Read meanwhile, or this request was stamped just before a
+		// period change another one has already crossed: keep the newer.
+		return c
+	}
+	if l.store != nil {
+		if err := l.read(e, keyID, s); err != nil {
+			// No total for this period yet: count this instance's own
+			// requests only (see Limiter) and retry after QuotaRefresh.
+			l.logger.Warn("reading quota usage failed; counting this instance's requests only",
+				zap.String("key_id", keyID), zap.Error(err))
+		}
+	}
+	e.quota.Store(s)
+	return s
+}
+
+// readAsync re-reads a stored total in the background; the request goes on
+// with the previous one.
+func (l *Limiter) readAsync(e *limitEntry, keyID string, old *quotaSnap, now time.Time) {
+	l.refreshes.Add(1)
+	go func() {
+		defer l.refreshes.Done()
+		defer e.refreshing.Store(false)
+		s := *old
+		s.at = now.UnixNano()
+		if err := l.read(e, keyID, &s); err != nil {
+			// Keep the last known total (this instance's usage since is
+			// still exact) and try again after QuotaRefresh.
+			l.logger.Warn("refreshing quota usage failed; using the last known total",
+				zap.String("key_id", keyID), zap.Error(err))
+		}
+		e.quota.CompareAndSwap(old, &s)
+	}()
+}
+
+// read fills s with the stored total of [start, next) and this instance's
+// committed count taken before the read. Commits racing with the read may be
+// counted twice until the next read, never missed.
+func (l *Limiter) read(e *limitEntry, keyID string, s *quotaSnap) error {
+	var base int64
+	if e.me != nil {
+		base = e.me.committed(s.month, s.period)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	start, next := time.Unix(0, s.start).UTC(), time.Unix(0, s.next).UTC()
+	days, err := l.store.Usage(ctx, keyID, start, next.Add(-24*time.Hour))
+	if err != nil {
+		return fmt.Errorf("reading usage of key %s: %w", keyID, err)
+	}
+	var total int64
+	for _, d := range days {
+		if !d.Day.Before(start) && d.Day.Before(next) {
+			total += d.Requests
+		}
+	}
+	s.known, s.stored, s.base = true, total, base
+	return nil
+}
+
+// Sweep forgets keys not seen for IdleAfter whose rate budget is full again
+// at now, and returns how many it dropped. Run calls it periodically.
+func (l *Limiter) Sweep(now time.Time) int {
+	nowNs, idleBefore := now.UnixNano(), now.Add(-l.idle).Unix()
+	n := 0
+	l.keys.Range(func(k, v any) bool {
+		e := v.(*limitEntry)
+		if e.seen.Load() > idleBefore || e.refreshing.Load() {
+			return true
+		}
+		if tat := e.tat.Load(); tat != deadTAT && tat <= nowNs && e.tat.CompareAndSwap(tat, deadTAT) {
+			l.keys.CompareAndDelete(k, e)
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// Len returns the number of keys the Limiter currently holds state for.
+func (l *Limiter) Len() int {
+	n := 0
+	l.keys.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+// Run sweeps every interval (IdleAfter if interval <= 0) until ctx is done.
+func (l *Limiter) Run(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = l.idle
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			l.Sweep(l.now())
+		}
+	}
+}
+
+// Wait waits for background reads of stored totals to finish (each is
+// bounded by StoreTimeout). Call it after the last Admit, before closing
+// the store.
+func (l *Limiter) Wait() { l.refreshes.Wait() }
+
+var _ Admitter = (*Limiter)(nil)

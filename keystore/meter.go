@@ -1,0 +1,506 @@
+package keystore
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// DefaultFlushInterval is how often Meter.Run flushes when given no interval.
+const DefaultFlushInterval = 10 * time.Second
+
+// A counter word packs a period index (UTC days or months since the epoch)
+// into its high bits and a count into its low countBits bits, so that "is
+// this the right day" and "add one" are a single compare-and-swap: a count
+// can never land on the wrong day, whatever the interleaving.
+const (
+	countBits = 40
+	countMask = 1<<countBits - 1 // 1.1e12 requests per key per day (per flush)
+)
+
+const secondsPerDay = 24 * 60 * 60
+
+// dayIndex is the number of whole UTC days since the Unix epoch (0 before it).
+func dayIndex(t time.Time) uint64 {
+	s := t.Unix()
+	if s < 0 {
+		return 0
+	}
+	return uint64(s / secondsPerDay)
+}
+
+// dayTime is midnight UTC of a day index.
+func dayTime(day uint64) time.Time { return time.Unix(int64(day)*secondsPerDay, 0).UTC() }
+
+// monthIndex is year*12 + month-1 of t in UTC.
+func monthIndex(t time.Time) uint64 {
+	y, m, _ := t.UTC().Date()
+	if y < 0 {
+		return 0
+	}
+	return uint64(y)*12 + uint64(m-1)
+}
+
+type dayCount struct {
+	day uint64
+	n   int64
+}
+
+// addDay adds n to day in list, appending a new element when needed.
+func addDay(list []dayCount, day uint64, n int64) []dayCount {
+	for i := range list {
+		if list[i].day == day {
+			list[i].n += n
+			return list
+		}
+	}
+	return append(list, dayCount{day, n})
+}
+
+// Meter counts admitted requests per key and UTC day in memory and writes
+// them to the store in batches (DESIGN §1 step 7, §5). It implements
+// UsageCounter and PendingUsage.
+//
+// Count is lock-free: after a key's first request it is one sync.Map read
+// and one compare-and-swap on that key's own counter, with no allocation and
+// nothing shared with other keys.
+//
+// Flush moves the pending counts into one batch with a random id and hands
+// it to Store.AddUsage in a single call. When that call fails the counts stay
+// pending (LocalCount and PendingUsage still report them) and the same batch,
+// same id and same deltas, is sent again first by the next Flush: a batch
+// whose commit succeeded but whose acknowledgement was lost is then skipped by
+// the store, so no request is counted twice and none is lost.
+//
+// Each key seen since the Meter was made holds one small entry (about 200
+// bytes) for the Meter's lifetime; keys only come from the store, so this is
+// bounded by the number of keys in use.
+//
+// A Meter is shared by every config that uses its store and outlives config
+// reloads: call Run once in a goroutine, Flush on reload, and Close on final
+// shutdown.
+type Meter struct {
+	store  Store
+	logger *zap.Logger
+
+	keys sync.Map // key id → *meterEntry
+
+	flushMu sync.Mutex
+	retry   *usageBatch // failed batch, resent unchanged by the next Flush
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// MeterOptions configure a Meter.
+type MeterOptions struct {
+	// Logger receives flush failures from Run and Close. It never receives
+	// a key or a digest, only key ids. Default: no logging.
+	Logger *zap.Logger
+}
+
+// NewMeter returns a Meter that flushes to store, which must not be nil.
+// Every time it needs comes from Count's now, so it has no clock of its own.
+func NewMeter(store Store, opts MeterOptions) *Meter {
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &Meter{store: store, logger: logger, closed: make(chan struct{})}
+}
+
+// meterEntry holds the counts of one key.
+type meterEntry struct {
+	// slots hold the unflushed counts of the two most recent days, as
+	// day<<countBits|count words indexed by day&1, so the days either side
+	// of midnight never share a word.
+	slots [2]atomic.Uint64
+	last  atomic.Int64 // unix seconds of the latest counted request
+
+	// extra is set whenever spill or held may be non-empty, or counts are
+	// being moved out of slots; readers then take mu for a consistent view.
+	extra  atomic.Bool
+	mu     sync.Mutex
+	spill  []dayCount // unflushed counts of days no slot holds any more
+	held   []dayCount // counts in a batch the store has not acknowledged
+	nextID string     // guarded by mu; the key id, for batches
+
+	// Counts this instance has committed to the store, per current period:
+	// dayIndex<<countBits|count and monthIndex<<countBits|count. Written
+	// only by Flush (under flushMu); the Limiter reads them to keep quota
+	// totals exact between its reads of the store.
+	committedDay   atomic.Uint64
+	committedMonth atomic.Uint64
+}
+
+// Count records one admitted request of keyID at now, on now's UTC day.
+func (m *Meter) Count(keyID string, now time.Time) {
+	e := m.entry(keyID)
+	if s := now.Unix(); s > e.last.Load() {
+		for {
+			old := e.last.Load()
+			if s <= old || e.last.CompareAndSwap(old, s) {
+				break
+			}
+		}
+	}
+	day := dayIndex(now)
+	slot := &e.slots[day&1]
+	for {
+		w := slot.Load()
+		if w>>countBits != day || w&countMask == countMask {
+			break
+		}
+		if slot.CompareAndSwap(w, w+1) {
+			return
+		}
+	}
+	e.addSlow(day)
+}
+
+// addSlow counts a request whose day does not own its slot yet (the first
+// request of a day), or is older than the slot's day, or would overflow.
+func (e *meterEntry) addSlow(day uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.extra.Store(true) // before any count leaves a slot
+	slot := &e.slots[day&1]
+	for {
+		w := slot.Load()
+		wd, n := w>>countBits, int64(w&countMask)
+		switch {
+		case wd == day && n < countMask:
+			if !slot.CompareAndSwap(w, w+1) {
+				continue
+			}
+		case wd < day:
+			// A new day takes the slot; an unflushed count of an
+			// older day (flushing failed for a day) moves to spill.
+			if !slot.CompareAndSwap(w, day<<countBits|1) {
+				continue
+			}
+			if n > 0 {
+				e.spill = addDay(e.spill, wd, n)
+			}
+		default:
+			// The slot holds a later day (a request stamped before
+			// midnight counted after one stamped after it), or is full.
+			e.spill = addDay(e.spill, day, 1)
+		}
+		e.extra.Store(len(e.spill)+len(e.held) > 0)
+		return
+	}
+}
+
+func (m *Meter) entry(keyID string) *meterEntry {
+	if v, ok := m.keys.Load(keyID); ok {
+		return v.(*meterEntry)
+	}
+	v, _ := m.keys.LoadOrStore(strings.Clone(keyID), new(meterEntry))
+	return v.(*meterEntry)
+}
+
+func (m *Meter) lookup(keyID string) *meterEntry {
+	if v, ok := m.keys.Load(keyID); ok {
+		return v.(*meterEntry)
+	}
+	return nil
+}
+
+// LocalCount returns the requests of keyID counted by this instance on or
+// after periodStart's UTC day and not yet acknowledged by the store
+// (unflushed, in flight, or in a failed batch). Quota checks add it to the
+// stored total.
+func (m *Meter) LocalCount(keyID string, periodStart time.Time) int64 {
+	e := m.lookup(keyID)
+	if e == nil {
+		return 0
+	}
+	return e.local(dayIndex(periodStart))
+}
+
+func (e *meterEntry) local(from uint64) int64 {
+	n := e.slotsSince(from)
+	if !e.extra.Load() {
+		// Read after the slots: had a flush moved counts out of them
+		// before that read, extra would already be set.
+		return n
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n = e.slotsSince(from)
+	for _, l := range [2][]dayCount{e.spill, e.held} {
+		for _, dc := range l {
+			if dc.day >= from {
+				n += dc.n
+			}
+		}
+	}
+	return n
+}
+
+func (e *meterEntry) slotsSince(from uint64) int64 {
+	var n int64
+	for i := range e.slots {
+		if w := e.slots[i].Load(); w>>countBits >= from {
+			n += int64(w & countMask)
+		}
+	}
+	return n
+}
+
+// PendingUsage returns this instance's counts of keyID not yet acknowledged
+// by the store, one delta per UTC day, ascending; nil if there are none.
+func (m *Meter) PendingUsage(keyID string) []UsageDelta {
+	e := m.lookup(keyID)
+	if e == nil {
+		return nil
+	}
+	e.mu.Lock()
+	var days []dayCount
+	for i := range e.slots {
+		w := e.slots[i].Load()
+		if n := int64(w & countMask); n > 0 {
+			days = addDay(days, w>>countBits, n)
+		}
+	}
+	for _, l := range [2][]dayCount{e.spill, e.held} {
+		for _, dc := range l {
+			days = addDay(days, dc.day, dc.n)
+		}
+	}
+	e.mu.Unlock()
+	if len(days) == 0 {
+		return nil
+	}
+	slices.SortFunc(days, func(a, b dayCount) int { return cmp.Compare(a.day, b.day) })
+	out := make([]UsageDelta, len(days))
+	for i, dc := range days {
+		out[i] = UsageDelta{KeyID: keyID, Day: dayTime(dc.day), Requests: dc.n, LastUsed: e.lastUsed(dc.day)}
+	}
+	return out
+}
+
+// lastUsed is the latest counted request, clamped into day: requests are
+// stamped to the second, and a delta of an earlier day never claims a later
+// time.
+func (e *meterEntry) lastUsed(day uint64) time.Time {
+	s := e.last.Load()
+	lo := int64(day) * secondsPerDay
+	s = min(max(s, lo), lo+secondsPerDay-1)
+	return time.Unix(s, 0).UTC()
+}
+
+// committed returns the count this instance committed to the store in the
+// period idx (a day index when month is false, else a month index); 0 when
+// the word holds another period.
+func (e *meterEntry) committed(month bool, idx uint64) int64 {
+	w := e.committedDay.Load()
+	if month {
+		w = e.committedMonth.Load()
+	}
+	if w>>countBits != idx {
+		return 0
+	}
+	return int64(w & countMask)
+}
+
+// bumpCommitted adds n to a committed-period word; only Flush calls it.
+func bumpCommitted(w *atomic.Uint64, idx uint64, n int64) {
+	old := w.Load()
+	switch oi := old >> countBits; {
+	case oi == idx:
+		w.Store(idx<<countBits | min(old&countMask+uint64(n), countMask))
+	case oi < idx:
+		w.Store(idx<<countBits | min(uint64(n), countMask))
+	}
+	// A count of an earlier period than the word holds is of no use to
+	// quota checks any more.
+}
+
+type batchItem struct {
+	e     *meterEntry
+	delta UsageDelta
+}
+
+// usageBatch is one AddUsage call: deltas[i] belongs to items[i].e.
+type usageBatch struct {
+	id     string
+	items  []batchItem
+	deltas []UsageDelta
+}
+
+// Flush sends this instance's pending counts to the store: first, unchanged,
+// a batch that failed before, then one batch of everything counted since, in
+// one AddUsage call whatever the number of keys. On error the counts stay
+// pending and are sent again by the next Flush. Flushes are serialised.
+func (m *Meter) Flush(ctx context.Context) error {
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+	if b := m.retry; b != nil {
+		if err := m.store.AddUsage(ctx, b.id, b.deltas); err != nil {
+			return fmt.Errorf("adding usage batch %s again (%d deltas): %w", b.id, len(b.deltas), err)
+		}
+		m.retry = nil
+		m.commit(b)
+	}
+	b := m.collect()
+	if b == nil {
+		return nil
+	}
+	if err := m.store.AddUsage(ctx, b.id, b.deltas); err != nil {
+		m.retry = b
+		return fmt.Errorf("adding usage batch %s (%d deltas): %w", b.id, len(b.deltas), err)
+	}
+	m.commit(b)
+	return nil
+}
+
+// collect moves every unflushed count into a new batch, holding it in the
+// entries until commit. It returns nil when there is nothing to send.
+func (m *Meter) collect() *usageBatch {
+	var items []batchItem
+	var days []dayCount
+	m.keys.Range(func(k, v any) bool {
+		e := v.(*meterEntry)
+		days = days[:0]
+		e.mu.Lock()
+		e.extra.Store(true) // before any count leaves a slot
+		for i := range e.slots {
+			slot := &e.slots[i]
+			for {
+				w := slot.Load()
+				n := int64(w & countMask)
+				if n == 0 {
+					break
+				}
+				if slot.CompareAndSwap(w, w&^countMask) {
+					days = addDay(days, w>>countBits, n)
+					break
+				}
+			}
+		}
+		for _, dc := range e.spill {
+			days = addDay(days, dc.day, dc.n)
+		}
+		e.spill = e.spill[:0]
+		for _, dc := range days {
+			e.held = addDay(e.held, dc.day, dc.n)
+		}
+		e.extra.Store(len(e.held) > 0)
+		e.mu.Unlock()
+		id := k.(string)
+		for _, dc := range days {
+			items = append(items, batchItem{e: e, delta: UsageDelta{
+				KeyID: id, Day: dayTime(dc.day), Requests: dc.n, LastUsed: e.lastUsed(dc.day),
+			}})
+		}
+		return true
+	})
+	if len(items) == 0 {
+		return nil
+	}
+	// A stable order (key, day) keeps row locks in the same order across
+	// instances flushing at the same time.
+	slices.SortFunc(items, func(a, b batchItem) int {
+		return cmp.Or(strings.Compare(a.delta.KeyID, b.delta.KeyID), a.delta.Day.Compare(b.delta.Day))
+	})
+	b := &usageBatch{id: "ub_" + rand.Text(), items: items, deltas: make([]UsageDelta, len(items))}
+	for i, it := range items {
+		b.deltas[i] = it.delta
+	}
+	return b
+}
+
+// commit records an acknowledged batch: the committed-period words first,
+// then the held counts are released, so a quota check (which reads local
+// counts before committed ones) may briefly count a request twice but never
+// miss it.
+func (m *Meter) commit(b *usageBatch) {
+	for _, it := range b.items {
+		bumpCommitted(&it.e.committedDay, dayIndex(it.delta.Day), it.delta.Requests)
+		bumpCommitted(&it.e.committedMonth, monthIndex(it.delta.Day), it.delta.Requests)
+	}
+	for _, it := range b.items {
+		e := it.e
+		day := dayIndex(it.delta.Day)
+		e.mu.Lock()
+		for i := range e.held {
+			if e.held[i].day == day {
+				e.held[i].n -= it.delta.Requests
+				if e.held[i].n <= 0 {
+					e.held = slices.Delete(e.held, i, i+1)
+				}
+				break
+			}
+		}
+		e.extra.Store(len(e.spill)+len(e.held) > 0)
+		e.mu.Unlock()
+	}
+}
+
+// Run flushes every interval (DefaultFlushInterval if interval <= 0) until
+// ctx is done or Close is called. Each flush gets at most interval to
+// finish; failures are logged and retried on the next tick.
+func (m *Meter) Run(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultFlushInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.closed:
+			return
+		case <-t.C:
+			fctx, cancel := context.WithTimeout(ctx, interval)
+			err := m.Flush(fctx)
+			cancel()
+			if err != nil {
+				m.logger.Warn("flushing usage counts failed; will retry", zap.Error(err))
+			}
+		}
+	}
+}
+
+// Close stops Run and flushes what is left, retrying until the flush
+// succeeds or ctx is done; it returns the last error then. Counts made after
+// Close stay in memory until another Flush.
+func (m *Meter) Close(ctx context.Context) error {
+	m.closeOnce.Do(func() { close(m.closed) })
+	backoff := 100 * time.Millisecond
+	for {
+		err := m.Flush(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		m.logger.Warn("final usage flush failed; retrying", zap.Error(err))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+var (
+	_ UsageCounter = (*Meter)(nil)
+	_ PendingUsage = (*Meter)(nil)
+)

@@ -27,7 +27,7 @@ const (
 const (
 	DefaultQuotaRefresh = 5 * time.Second
 	DefaultStoreTimeout = 2 * time.Second
-	DefaultIdleAfter    = time.Minute
+	DefaultIdleAfter    = 5 * time.Minute
 )
 
 // deadTAT marks an entry reclaimed by Sweep; Admit then makes a new one.

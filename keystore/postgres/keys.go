@@ -361,6 +361,12 @@ func (s *Store) RevokeUser(ctx context.Context, user string, at time.Time) ([]*k
 		if err := s.lockKeyWrites(ctx, tx); err != nil {
 			return err
 		}
+		// Lock in id order, as AddUsage does, so the two cannot deadlock.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM keys
+			WHERE user_name = $1 AND (revoked_at IS NULL OR revoked_at > $2)
+			ORDER BY id FOR UPDATE`, user, at); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `UPDATE keys SET revoked_at = $2
 			WHERE user_name = $1 AND (revoked_at IS NULL OR revoked_at > $2)
 			RETURNING `+keyColumns, user, at)

@@ -1,9 +1,21 @@
 // Package postgres is the PostgreSQL implementation of keystore.Store, for
 // production and for several keygate instances sharing one database.
 //
-// Open builds a pgxpool without connecting; Migrate applies the embedded
-// migrations; Listen follows the change log (LISTEN/NOTIFY plus replay) so
-// caches of every instance drop changed keys quickly.
+// Open builds a pgxpool without connecting (so `caddy validate` neither
+// connects nor writes); Migrate applies the embedded migrations; Listen
+// follows the change log (LISTEN/NOTIFY plus replay) so the caches of every
+// instance drop changed keys quickly.
+//
+// Key mutations (CreateKey, UpdateKey, RevokeUser) hold one transaction-level
+// advisory lock per schema until they commit. That makes the licence count
+// and the insert atomic across instances, keeps current and previous digests
+// unique across all keys, and makes change log sequences visible in commit
+// order, so a listener that has applied sequence n never later finds a
+// smaller one committed. Admin writes are rare; lookups and usage flushes
+// never take the lock.
+//
+// The listener needs a session-level connection: point the DSN at
+// PostgreSQL itself or at a pooler in session mode, not transaction mode.
 package postgres
 
 import (
@@ -93,7 +105,8 @@ type Store struct {
 }
 
 // Open returns a Store for dsn (a PostgreSQL URL or keyword/value string).
-// It does not connect: the first query does. Call Migrate before use.
+// It does not connect: the first query does (pool_min_conns in the DSN is
+// ignored for that reason). Call Migrate before use.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {

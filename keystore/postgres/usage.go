@@ -2,10 +2,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/keystore"
@@ -53,6 +56,15 @@ func (s *Store) AddUsage(ctx context.Context, batchID string, deltas []keystore.
 		luIDs     []string
 		luAt      []time.Time
 	)
+	// Sorted input makes concurrent flushes of several instances lock rows
+	// in the same order, so they queue instead of deadlocking.
+	sort.Slice(order, func(i, j int) bool {
+		if order[i].id != order[j].id {
+			return order[i].id < order[j].id
+		}
+		return order[i].day < order[j].day
+	})
+	sort.Strings(lastOrder)
 	for _, k := range order {
 		ids, days, reqs = append(ids, k.id), append(days, k.day), append(reqs, sums[k])
 	}
@@ -60,7 +72,7 @@ func (s *Store) AddUsage(ctx context.Context, batchID string, deltas []keystore.
 		luIDs, luAt = append(luIDs, id), append(luAt, last[id])
 	}
 
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	apply := func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO usage_batches (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, batchID)
 		if err != nil {
 			return err
@@ -86,12 +98,26 @@ func (s *Store) AddUsage(ctx context.Context, batchID string, deltas []keystore.
 			}
 		}
 		return nil
-	})
+	}
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = pgx.BeginFunc(ctx, s.pool, apply)
+		if attempt == 3 || !retryable(err) {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("adding usage batch %s: %w", batchID, translate(err))
 	}
 	s.maybePrune(ctx)
 	return nil
+}
+
+// retryable reports a deadlock or serialisation failure: the transaction
+// was rolled back and may simply be run again.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // Usage implements keystore.Store.

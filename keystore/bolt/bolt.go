@@ -43,19 +43,19 @@ const (
 const schemaVersion = 1
 
 var (
-	bucketKeys           = []byte("keys")
-	bucketDigests        = []byte("digests")
-	bucketOrder          = []byte("order")
-	bucketUsers          = []byte("users")
-	bucketAudit          = []byte("audit")
-	bucketAuditKeys      = []byte("audit_keys")
-	bucketUsage          = []byte("usage")
-	bucketBatches        = []byte("batches")
-	bucketBatchesByTime  = []byte("batches_by_time")
-	bucketMeta           = []byte("meta")
-	metaVersion          = []byte("version")
-	allBuckets           = [][]byte{bucketKeys, bucketDigests, bucketOrder, bucketUsers, bucketAudit, bucketAuditKeys, bucketUsage, bucketBatches, bucketBatchesByTime, bucketMeta}
-	errInvalidCursorBase = errors.New("invalid cursor")
+	bucketKeys          = []byte("keys")
+	bucketDigests       = []byte("digests")
+	bucketOrder         = []byte("order")
+	bucketUsers         = []byte("users")
+	bucketAudit         = []byte("audit")
+	bucketAuditKeys     = []byte("audit_keys")
+	bucketUsage         = []byte("usage")
+	bucketBatches       = []byte("batches")
+	bucketBatchesByTime = []byte("batches_by_time")
+	bucketMeta          = []byte("meta")
+	metaVersion         = []byte("version")
+	allBuckets          = [][]byte{bucketKeys, bucketDigests, bucketOrder, bucketUsers, bucketAudit, bucketAuditKeys, bucketUsage, bucketBatches, bucketBatchesByTime, bucketMeta}
+	errInvalidCursor    = errors.New("invalid cursor")
 )
 
 // Options configure Open. The zero value is ready to use.
@@ -176,7 +176,7 @@ func parseCursor(c string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(c, 10, 64)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%w %q", errInvalidCursorBase, c)
+		return 0, fmt.Errorf("%w %q", errInvalidCursor, c)
 	}
 	return n, nil
 }

@@ -43,6 +43,7 @@ type Listener struct {
 	reconnects    atomic.Int64
 	notifications atomic.Int64
 	replayed      atomic.Int64
+	lag           atomic.Int64 // nanoseconds
 	connected     atomic.Bool
 	closeOnce     sync.Once
 }
@@ -61,6 +62,9 @@ type ListenerStats struct {
 	Notifications int64
 	// Changes counts change log rows applied.
 	Changes int64
+	// Lag is the time from the newest applied change's transaction to its
+	// replay, measured on the database clock: the invalidation lag.
+	Lag time.Duration
 }
 
 // Listen starts a Listener. Changes with a sequence above lastSeq are
@@ -98,6 +102,7 @@ func (l *Listener) Stats() ListenerStats {
 		Reconnects:    l.reconnects.Load(),
 		Notifications: l.notifications.Load(),
 		Changes:       l.replayed.Load(),
+		Lag:           time.Duration(l.lag.Load()),
 	}
 }
 
@@ -214,7 +219,8 @@ func (l *Listener) replay(ctx context.Context, conn *pgx.Conn) (int, error) {
 			l.s.log.Warn("change log pruned past the last applied change; evicted every key",
 				zap.Int64("last_seq", after), zap.Int64("pruned_through", prunedThrough), zap.Int("keys", n))
 		}
-		rows, err := conn.Query(ctx, `SELECT seq, digests FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT $2`,
+		rows, err := conn.Query(ctx, `SELECT seq, digests, clock_timestamp() - at FROM key_changes
+			WHERE seq > $1 ORDER BY seq LIMIT $2`,
 			after, replayPage)
 		if err != nil {
 			return total, fmt.Errorf("replaying changes: %w", translate(err))
@@ -222,6 +228,7 @@ func (l *Listener) replay(ctx context.Context, conn *pgx.Conn) (int, error) {
 		var (
 			digests []keystore.Digest
 			last    = after
+			lag     time.Duration
 			n       int
 		)
 		for rows.Next() {
@@ -229,7 +236,7 @@ func (l *Listener) replay(ctx context.Context, conn *pgx.Conn) (int, error) {
 				seq int64
 				ds  [][]byte
 			)
-			if err := rows.Scan(&seq, &ds); err != nil {
+			if err := rows.Scan(&seq, &ds, &lag); err != nil {
 				rows.Close()
 				return total, fmt.Errorf("replaying changes: %w", translate(err))
 			}
@@ -252,6 +259,7 @@ func (l *Listener) replay(ctx context.Context, conn *pgx.Conn) (int, error) {
 				l.fn(digests)
 			}
 			l.lastSeq.Store(last)
+			l.lag.Store(int64(lag))
 			l.replayed.Add(int64(n))
 			total += n
 		}

@@ -103,8 +103,8 @@ func TestListenerSeesOtherInstance(t *testing.T) {
 	waitFor(t, 5*time.Second, "RevokeUser delivered", func() bool { return got.count(k2.Digest) >= 2 })
 
 	st := l.Stats()
-	if st.Notifications == 0 || st.LastSeq == 0 || st.Resyncs != 0 {
-		t.Errorf("Stats: got %+v, want notifications, a sequence and no resync", st)
+	if st.Notifications == 0 || st.LastSeq == 0 || st.Resyncs != 0 || st.Lag <= 0 || st.Lag > 5*time.Second {
+		t.Errorf("Stats: got %+v, want notifications, a sequence, no resync and a lag in (0, 5s]", st)
 	}
 	if l.LastSeq() != st.LastSeq {
 		t.Errorf("LastSeq: got %d, want %d", l.LastSeq(), st.LastSeq)

@@ -248,3 +248,5 @@ func translate(err error) error {
 	}
 	return err
 }
+
+var _ keystore.Store = (*Store)(nil)

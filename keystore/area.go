@@ -125,24 +125,9 @@ func CleanPath(p string) string {
 // matched area (if any). A path in no area is never allowed, even for *:write:
 // the wildcard grants every configured area, not unconfigured paths.
 func (a *Areas) Allowed(r *Rights, cleanPath string, need Level) (area string, ok bool) {
-	var lower [256]byte
-	lp := cleanPath
-	if len(cleanPath) <= len(lower) {
-		b := lower[:len(cleanPath)]
-		for i := 0; i < len(cleanPath); i++ {
-			c := cleanPath[i]
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			b[i] = c
-		}
-		lp = string(b) // escapes only if kept; compared below, then dropped
-	} else {
-		lp = strings.ToLower(cleanPath)
-	}
 	for i := range a.patterns {
 		p := &a.patterns[i]
-		if !p.match(lp) {
+		if !p.match(cleanPath) {
 			continue
 		}
 		if area == "" {
@@ -155,15 +140,22 @@ func (a *Areas) Allowed(r *Rights, cleanPath string, need Level) (area string, o
 	return area, false
 }
 
-func (p *areaPattern) match(lp string) bool {
+// match compares case-insensitively without allocating.
+func (p *areaPattern) match(path string) bool {
+	n := len(p.text)
 	switch p.kind {
 	case matchExact:
-		return lp == p.text
+		return strings.EqualFold(path, p.text)
 	case matchPrefix:
-		return strings.HasPrefix(lp, p.text)
+		return len(path) >= n && strings.EqualFold(path[:n], p.text)
 	case matchSuffix:
-		return strings.HasSuffix(lp, p.text)
+		return len(path) >= n && strings.EqualFold(path[len(path)-n:], p.text)
 	default:
-		return strings.Contains(lp, p.text)
+		for i := 0; i+n <= len(path); i++ {
+			if strings.EqualFold(path[i:i+n], p.text) {
+				return true
+			}
+		}
+		return false
 	}
 }

@@ -1,0 +1,440 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("apikey", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("apikey", parseHandler)
+	httpcaddyfile.RegisterDirectiveOrder("apikey", httpcaddyfile.After, "basic_auth")
+	httpcaddyfile.RegisterHandlerDirective("apikey_admin", parseAdminHandler)
+	httpcaddyfile.RegisterDirectiveOrder("apikey_admin", httpcaddyfile.Before, "respond")
+}
+
+// parseGlobalOption parses the apikey global option:
+//
+//	apikey {
+//		storage file <path>
+//		storage postgres <dsn> {
+//			max_conns     <n>
+//			poll_interval <duration>
+//		}
+//		prefix   <letters/digits, ≤ 8>
+//		license  <n>
+//		area     <name> <path pattern>...
+//		upstream_credential <user> <value>
+//		self_service_only
+//		default_rate  <limit>/<duration>
+//		default_quota <limit>/<day|month>
+//		flush_interval <duration>
+//		cache {
+//			size                   <n>
+//			negative_ttl           <duration>
+//			refresh_after          <duration>
+//			max_stale              <duration>
+//			max_concurrent_lookups <n>
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the apikey global option may appear only once")
+	}
+	app := new(App)
+	d.Next() // option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	once := func(name string) error {
+		if seen[name] {
+			return d.Errf("%s: repeated subdirective; give it once", name)
+		}
+		seen[name] = true
+		return nil
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "storage":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			st, err := parseStorage(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Storage = st
+		case "prefix":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.Prefix = d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "license":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			n, err := intArg(d, opt)
+			if err != nil {
+				return nil, err
+			}
+			app.License = n
+		case "area":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Err("area needs a name and at least one path, e.g. area assets /maximo/oslc/os/mxapiasset*")
+			}
+			if len(args) == 1 {
+				return nil, d.Errf("area %s has no paths; give at least one path pattern, e.g. area %s /maximo/oslc/os/mxapiasset*", args[0], args[0])
+			}
+			for _, ar := range app.Areas {
+				if ar.Name == args[0] {
+					return nil, d.Errf("area %s is defined twice; put all its paths on one area line", args[0])
+				}
+			}
+			app.Areas = append(app.Areas, AreaConfig{Name: args[0], Paths: args[1:]})
+		case "upstream_credential":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Err("upstream_credential needs a user and a value, e.g. upstream_credential MXINTADM {env.MAXIMO_APIKEY_MXINTADM}")
+			}
+			if app.UpstreamCredentials == nil {
+				app.UpstreamCredentials = map[string]string{}
+			}
+			if _, dup := app.UpstreamCredentials[args[0]]; dup {
+				return nil, d.Errf("upstream_credential for %s is given twice", args[0])
+			}
+			app.UpstreamCredentials[args[0]] = args[1]
+		case "self_service_only":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.SelfServiceOnly = true
+		case "default_rate":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			r, err := ParseRate(d.Val())
+			if err != nil {
+				return nil, d.Errf("default_rate: %v", err)
+			}
+			app.DefaultRate = r
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "default_quota":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			q, err := ParseQuota(d.Val())
+			if err != nil {
+				return nil, d.Errf("default_quota: %v", err)
+			}
+			app.DefaultQuota = q
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "flush_interval":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			dur, err := durationArg(d, opt)
+			if err != nil {
+				return nil, err
+			}
+			app.FlushInterval = dur
+		case "cache":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			c, err := parseCache(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Cache = c
+		default:
+			return nil, d.Errf("unknown apikey option %q; known: storage, prefix, license, area, upstream_credential, self_service_only, default_rate, default_quota, flush_interval, cache", opt)
+		}
+	}
+	return httpcaddyfile.App{Name: "apikey", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseStorage(d *caddyfile.Dispenser) (*StorageConfig, error) {
+	if !d.NextArg() {
+		return nil, d.Err("storage needs a type: storage file <path> or storage postgres <dsn>")
+	}
+	st := &StorageConfig{Type: d.Val()}
+	switch st.Type {
+	case "file":
+		if !d.NextArg() {
+			return nil, d.Err("storage file needs a path, e.g. storage file /var/lib/keygate/keys.db")
+		}
+		st.Path = d.Val()
+	case "postgres":
+		if !d.NextArg() {
+			return nil, d.Err("storage postgres needs a DSN, e.g. storage postgres {env.KEYGATE_DATABASE_URL}")
+		}
+		st.DSN = d.Val()
+	default:
+		return nil, d.Errf("storage type %q is unknown; use file or postgres", st.Type)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if st.Type != "postgres" {
+			return nil, d.Errf("storage file takes no options (got %q)", opt)
+		}
+		if seen[opt] {
+			return nil, d.Errf("%s: repeated subdirective; give it once", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "max_conns":
+			n, err := intArg(d, opt)
+			if err != nil {
+				return nil, err
+			}
+			if n < 1 {
+				return nil, d.Errf("max_conns must be at least 1, got %d", n)
+			}
+			st.MaxConns = n
+		case "poll_interval":
+			dur, err := durationArg(d, opt)
+			if err != nil {
+				return nil, err
+			}
+			st.PollInterval = dur
+		default:
+			return nil, d.Errf("unknown storage postgres option %q; known: max_conns, poll_interval", opt)
+		}
+	}
+	return st, nil
+}
+
+func parseCache(d *caddyfile.Dispenser) (*CacheConfig, error) {
+	c := new(CacheConfig)
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("%s: repeated subdirective; give it once", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "size":
+			var n int
+			n, err = intArg(d, opt)
+			c.Size = int64(n)
+		case "negative_ttl":
+			c.NegativeTTL, err = durationArg(d, opt)
+		case "refresh_after":
+			c.RefreshAfter, err = durationArg(d, opt)
+		case "max_stale":
+			c.MaxStale, err = durationArg(d, opt)
+		case "max_concurrent_lookups":
+			c.MaxConcurrentLookups, err = intArg(d, opt)
+		default:
+			return nil, d.Errf("unknown cache option %q; known: size, negative_ttl, refresh_after, max_stale, max_concurrent_lookups", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func intArg(d *caddyfile.Dispenser, opt string) (int, error) {
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n < 0 {
+		return 0, d.Errf("%s: %q is not a non-negative whole number", opt, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return n, nil
+}
+
+func durationArg(d *caddyfile.Dispenser, opt string) (caddy.Duration, error) {
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: %q is not a positive duration such as 10s, 1m or 24h", opt, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return caddy.Duration(dur), nil
+}
+
+// ParseRate parses "100/1m" (limit per Go duration).
+func ParseRate(s string) (*RateConfig, error) {
+	l, p, ok := strings.Cut(s, "/")
+	n, err := strconv.ParseInt(l, 10, 64)
+	if !ok || err != nil || n <= 0 {
+		return nil, errRate(s)
+	}
+	per, err := time.ParseDuration(p)
+	if err != nil || per <= 0 {
+		return nil, errRate(s)
+	}
+	return &RateConfig{Limit: n, Per: caddy.Duration(per)}, nil
+}
+
+// ParseQuota parses "10000/month" or "500/day".
+func ParseQuota(s string) (*QuotaConfig, error) {
+	l, p, ok := strings.Cut(s, "/")
+	n, err := strconv.ParseInt(l, 10, 64)
+	if !ok || err != nil || n <= 0 || (p != "day" && p != "month") {
+		return nil, &caddyfileErr{"quota " + strconv.Quote(s) + " must look like 10000/month or 500/day"}
+	}
+	return &QuotaConfig{Limit: n, Period: p}, nil
+}
+
+type caddyfileErr struct{ msg string }
+
+func (e *caddyfileErr) Error() string { return e.msg }
+
+func errRate(s string) error {
+	return &caddyfileErr{"rate " + strconv.Quote(s) + " must look like 100/1m (a positive count, a slash, a Go duration)"}
+}
+
+// parseHandler parses the apikey handler directive:
+//
+//	apikey {
+//		header NAME...
+//		query  NAME... | off
+//		bearer
+//		require_upstream_credential
+//	}
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	d := h.Dispenser
+	handler := new(Handler)
+	d.Next()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("%s: repeated subdirective; list all values on one line", opt)
+		}
+		seen[opt] = true
+		if ok, err := handler.KeySources.parse(d, opt); ok || err != nil {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		switch opt {
+		case "require_upstream_credential":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			handler.RequireUpstreamCredential = true
+		default:
+			return nil, d.Errf("unknown apikey handler option %q; known: header, query, bearer, require_upstream_credential", opt)
+		}
+	}
+	return handler, nil
+}
+
+// parseAdminHandler parses the apikey_admin directive:
+//
+//	apikey_admin [<mount>] {
+//		header NAME...
+//		query  NAME... | off
+//		bearer
+//	}
+//
+// mount is the path prefix the admin API is served under (default
+// /keygate); it is stripped before routing.
+func parseAdminHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	d := h.Dispenser
+	handler := new(AdminHandler)
+	d.Next()
+	if d.NextArg() {
+		handler.Mount = d.Val()
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("%s: repeated subdirective; list all values on one line", opt)
+		}
+		seen[opt] = true
+		ok, err := handler.KeySources.parse(d, opt)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, d.Errf("unknown apikey_admin option %q; known: header, query, bearer", opt)
+		}
+	}
+	return handler, nil
+}
+
+// parse handles the key-source options shared by apikey and apikey_admin.
+// It reports whether opt was one of them.
+func (ks *KeySources) parse(d *caddyfile.Dispenser, opt string) (bool, error) {
+	switch opt {
+	case "header":
+		ks.Headers = d.RemainingArgs()
+		if len(ks.Headers) == 0 {
+			return true, d.Err("header needs at least one header name")
+		}
+	case "query":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return true, d.Err("query needs at least one parameter name, or off")
+		}
+		if len(args) == 1 && args[0] == "off" {
+			ks.DisableQuery = true
+		} else {
+			ks.Query = args
+		}
+	case "bearer":
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+		ks.Bearer = true
+	default:
+		return false, nil
+	}
+	return true, nil
+}

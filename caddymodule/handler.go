@@ -1,0 +1,158 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is `http.handlers.apikey`: it authenticates the request's API key,
+// checks the key's area rights and limits, meters the request, removes the
+// key from the request and calls the next handler (DESIGN §1).
+//
+// Placeholders set on success:
+//
+//	{apikey.id}                  the key's id
+//	{apikey.name}                the key's name
+//	{apikey.user}                the run-as user
+//	{apikey.upstream_credential} the run-as user's backend credential, if configured
+//	{http.auth.user.id}          the run-as user (Caddy's standard name)
+//
+// On failure {apikey.error_code} holds the error code for handle_errors.
+type Handler struct {
+	KeySources
+	// RequireUpstreamCredential refuses (403) keys whose run-as user has no
+	// upstream_credential, instead of calling the backend anonymously.
+	RequireUpstreamCredential bool `json:"require_upstream_credential,omitempty"`
+
+	app    *App
+	ex     extractor
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.apikey",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision gets the apikey app and compiles the key sources.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	app, err := appFrom(ctx, "apikey")
+	if err != nil {
+		return err
+	}
+	h.app = app
+	h.ex = h.KeySources.extractor()
+	return nil
+}
+
+// Validate checks the handler's options.
+func (h *Handler) Validate() error { return h.KeySources.validate() }
+
+// ServeHTTP enforces DESIGN §1 steps 1–8.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	p, ex, err := h.app.authenticate(w, r, &h.ex)
+	if err != nil || p == nil {
+		return err
+	}
+	k := p.Key
+	need := keystore.RequiredLevel(r.Method, ex.overrides...)
+	if _, ok := h.app.areas.Allowed(&p.Rights, keystore.CleanPath(r.URL.Path), need); !ok {
+		h.debug("key not allowed here", k, r)
+		h.app.res.count(resultForbidden)
+		return fail(w, r, forbidden("this API key has no "+need.String()+" access to this path"), 0)
+	}
+	cred, hasCred := h.app.credential(k.User)
+	if h.RequireUpstreamCredential && !hasCred {
+		h.app.res.count(resultForbidden)
+		return fail(w, r, forbidden("no upstream credential is configured for this key's user"), 0)
+	}
+	now := time.Now()
+	{
+		d := h.app.res.limiter.Admit(k, now)
+		if !d.Allowed {
+			h.app.res.count(resultLimited)
+			msg := "rate limit exceeded; retry later"
+			if d.Code == "quota_exceeded" {
+				msg = "quota exhausted for this period"
+			}
+			return fail(w, r, &apiError{http.StatusTooManyRequests, d.Code, msg}, d.RetryAfter)
+		}
+		if d.Limited {
+			hd := w.Header()
+			hd.Set("RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
+			hd.Set("RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10))
+			hd.Set("RateLimit-Reset", strconv.FormatInt(int64((d.Reset+time.Second-1)/time.Second), 10))
+		}
+	}
+	h.app.res.meter.Count(k.ID, now)
+	h.app.res.count(resultOK)
+
+	h.ex.scrub(r, &ex)
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("apikey.id", k.ID)
+	repl.Set("apikey.name", k.Name)
+	repl.Set("apikey.user", k.User)
+	repl.Set("http.auth.user.id", k.User)
+	if hasCred {
+		repl.Set("apikey.upstream_credential", cred)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// authenticate runs steps 1–4 for both handlers. It returns a nil principal
+// and the result of fail when the request was refused.
+func (a *App) authenticate(w http.ResponseWriter, r *http.Request, x *extractor) (*keystore.Principal, extraction, error) {
+	var ex extraction
+	x.extract(r, &ex)
+	if !ex.found || ex.ambiguous || !keystore.PlausibleKey(ex.key) {
+		a.res.count(resultInvalid)
+		return nil, ex, fail(w, r, errUnauthorized, 0)
+	}
+	p, err := a.res.auth.Authenticate(r.Context(), ex.key)
+	switch {
+	case err == nil:
+		return p, ex, nil
+	case errors.Is(err, keystore.ErrInvalidKey):
+		a.res.count(resultInvalid)
+		return nil, ex, fail(w, r, errUnauthorized, 0)
+	case errors.Is(err, context.Canceled):
+		return nil, ex, fail(w, r, errUnavailable, 0)
+	default:
+		a.res.count(resultUnavailable)
+		if c := a.logger.Check(zapcore.ErrorLevel, "key store unavailable"); c != nil {
+			c.Write(zap.Error(err))
+		}
+		return nil, ex, fail(w, r, errUnavailable, 0)
+	}
+}
+
+func (h *Handler) debug(msg string, k *keystore.Key, r *http.Request) {
+	if c := h.logger.Check(zapcore.DebugLevel, msg); c != nil {
+		c.Write(zap.String("key_id", k.ID), zap.String("method", r.Method), zap.String("path", r.URL.Path))
+	}
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,157 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/bolt"
+	"github.com/keygate/keygate/keystore/postgres"
+)
+
+// resources are the parts of the apikey app that outlive config reloads:
+// the store handle, the key cache and the usage meter. They live in the
+// UsagePool keyed by storage location and are opened by the first app that
+// starts; Destruct (when the last config using them is cleaned up) flushes
+// the meter and closes everything.
+type resources struct {
+	key    string
+	logger *zap.Logger
+
+	mu     sync.Mutex
+	isOpen bool
+	store  keystore.Store
+	auth   *keystore.Authenticator
+	cancel context.CancelFunc // stops the background loops
+	done   sync.WaitGroup
+
+	limiter *keystore.Limiter
+	meter   *keystore.Meter
+	results resultCounters
+
+	listener *postgres.Listener // nil unless the store is Postgres
+}
+
+func (r *resources) count(res result) { r.results.add(res) }
+
+func (r *resources) opened() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.isOpen
+}
+
+// open opens the store and builds the cache on first use. Later configs
+// (reloads) reuse them; options that shape them (storage, cache size) take
+// effect on restart.
+func (r *resources) open(a *App) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.isOpen {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	store, err := openStore(ctx, a)
+	if err != nil {
+		cancel()
+		return err
+	}
+	opts := keystore.AuthOptions{}
+	if c := a.Cache; c != nil {
+		opts = keystore.AuthOptions{
+			CacheSize:            c.Size,
+			NegativeTTL:          time.Duration(c.NegativeTTL),
+			RefreshAfter:         time.Duration(c.RefreshAfter),
+			MaxStale:             time.Duration(c.MaxStale),
+			MaxConcurrentLookups: c.MaxConcurrentLookups,
+		}
+	}
+	auth, err := keystore.NewAuthenticator(store, opts)
+	if err != nil {
+		cancel()
+		store.Close()
+		return err
+	}
+	meter := keystore.NewMeter(store, keystore.MeterOptions{Logger: r.logger})
+	limiter := keystore.NewLimiter(keystore.LimiterOptions{
+		Store:        store,
+		Meter:        meter,
+		DefaultRate:  a.defaultRate(),
+		DefaultQuota: a.defaultQuota(),
+		Logger:       r.logger,
+	})
+	r.done.Add(2)
+	go func() { defer r.done.Done(); meter.Run(ctx, time.Duration(a.FlushInterval)) }()
+	go func() { defer r.done.Done(); limiter.Run(ctx, 0) }()
+	if pg, ok := store.(*postgres.Store); ok {
+		// The change feed evicts keys changed by other instances.
+		r.listener = pg.Listen(ctx, 0, func(digests []keystore.Digest) { auth.Invalidate(digests...) })
+	}
+	r.store, r.auth, r.meter, r.limiter, r.cancel = store, auth, meter, limiter, cancel
+	r.isOpen = true
+	return nil
+}
+
+func openStore(ctx context.Context, a *App) (keystore.Store, error) {
+	switch a.Storage.Type {
+	case "file":
+		s, err := bolt.Open(a.Storage.Path, bolt.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("opening key store: %w", err)
+		}
+		return s, nil
+	case "postgres":
+		s, err := postgres.Open(ctx, a.Storage.DSN, postgres.Options{
+			MaxConns:   int32(a.Storage.MaxConns),
+			ListenPoll: time.Duration(a.Storage.PollInterval),
+			Logger:     a.logger.Named("postgres"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening postgres key store: %w", err)
+		}
+		// Migrations run at start, never from caddy validate; a database
+		// that cannot be reached is a clear error, not a hang.
+		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := s.Migrate(mctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("postgres key store: migrating the schema (is the database reachable and the DSN right?): %w", err)
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("storage type %q is not supported", a.Storage.Type)
+}
+
+// flush writes pending usage counts to the store.
+func (r *resources) flush(ctx context.Context) error {
+	return r.meter.Flush(ctx)
+}
+
+// Destruct flushes pending usage and closes the store. It runs when the last
+// config referencing these resources is cleaned up (shutdown, or a reload to
+// another storage location).
+func (r *resources) Destruct() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.isOpen {
+		return nil
+	}
+	r.cancel()
+	r.done.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err := r.meter.Close(ctx)
+	if err != nil {
+		r.logger.Error("flushing usage counts at shutdown", zap.Error(err))
+	}
+	r.limiter.Wait()
+	r.auth.Close()
+	if cerr := r.store.Close(); cerr != nil {
+		return fmt.Errorf("closing key store: %w", cerr)
+	}
+	r.isOpen = false
+	return err
+}

@@ -1,0 +1,249 @@
+package keystore
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrInvalidKey is returned for every authentication failure that must look
+// the same to the caller: missing, malformed, unknown, revoked, expired.
+var ErrInvalidKey = errors.New("invalid api key")
+
+// Principal is an authenticated key as the request path sees it.
+type Principal struct {
+	Key    *Key
+	Rights Rights
+}
+
+// AuthOptions configures an Authenticator. Zero values mean the defaults.
+type AuthOptions struct {
+	// CacheSize is the most keys (positive and negative entries) cached.
+	// Default 100,000.
+	CacheSize int64
+	// NegativeTTL is how long an unknown digest is remembered. Default 30s.
+	NegativeTTL time.Duration
+	// RefreshAfter is the age after which a cached key is re-read from the
+	// store on its next use. Default 1m. Changes made through this process
+	// (or announced by a change feed) evict entries at once regardless.
+	RefreshAfter time.Duration
+	// MaxStale is how much longer than RefreshAfter a cached key keeps
+	// working while the store is unreachable. Default 1m.
+	MaxStale time.Duration
+	// MaxConcurrentLookups caps store lookups for cache misses, so a flood
+	// of random well-formed keys cannot overload the store. Default 32.
+	MaxConcurrentLookups int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// AuthStats are counters for metrics.
+type AuthStats struct {
+	Hits, Misses, Lookups, LookupErrors, StaleServed uint64
+	LookupNanos                                      uint64
+}
+
+// Authenticator resolves presented keys to principals through a ristretto
+// cache in front of the Store, with singleflight on misses and negative
+// caching. It is safe for concurrent use and meant to be shared by every
+// handler of a process (it outlives config reloads).
+type Authenticator struct {
+	store Store
+	opts  AuthOptions
+	cache *ristretto.Cache[uint64, *cacheEntry]
+	group singleflight.Group
+	sem   chan struct{}
+	// gen increases on every invalidation; a lookup that started before
+	// an invalidation neither fills the cache nor is shared with lookups
+	// that start after it, so a racing fill cannot resurrect a revoked key.
+	gen atomic.Uint64
+
+	hits, misses, lookups, lookupErrors, staleServed, lookupNanos atomic.Uint64
+
+	// OnLookup, if set, observes every store lookup's duration and error.
+	OnLookup func(d time.Duration, err error)
+}
+
+type cacheEntry struct {
+	digest    Digest
+	principal *Principal // nil: the digest is unknown
+	loadedAt  time.Time
+}
+
+// NewAuthenticator returns an Authenticator over store.
+func NewAuthenticator(store Store, opts AuthOptions) (*Authenticator, error) {
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 100_000
+	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = 30 * time.Second
+	}
+	if opts.RefreshAfter <= 0 {
+		opts.RefreshAfter = time.Minute
+	}
+	if opts.MaxStale <= 0 {
+		opts.MaxStale = time.Minute
+	}
+	if opts.MaxConcurrentLookups <= 0 {
+		opts.MaxConcurrentLookups = 32
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
+		NumCounters:        opts.CacheSize * 10,
+		MaxCost:            opts.CacheSize,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating key cache: %w", err)
+	}
+	return &Authenticator{store: store, opts: opts, cache: cache, sem: make(chan struct{}, opts.MaxConcurrentLookups)}, nil
+}
+
+// cacheKey uses the first 8 bytes of the digest; entries keep the whole
+// digest and are compared in full, so a collision is only a miss.
+func cacheKey(d *Digest) uint64 { return binary.LittleEndian.Uint64(d[:8]) }
+
+// Authenticate resolves a presented key. It returns ErrInvalidKey for every
+// key that must be refused with 401, and an error wrapping ErrUnavailable
+// when the store cannot answer and the cache has nothing usable (503: fail
+// closed). Callers should have checked PlausibleKey first.
+func (a *Authenticator) Authenticate(ctx context.Context, key string) (*Principal, error) {
+	d := DigestOf(key)
+	return a.AuthenticateDigest(ctx, &d)
+}
+
+// AuthenticateDigest is Authenticate for an already computed digest.
+func (a *Authenticator) AuthenticateDigest(ctx context.Context, d *Digest) (*Principal, error) {
+	now := a.opts.Now()
+	e, ok := a.cache.Get(cacheKey(d))
+	if ok && subtle.ConstantTimeCompare(e.digest[:], d[:]) == 1 {
+		age := now.Sub(e.loadedAt)
+		if age <= a.opts.RefreshAfter || e.principal == nil {
+			a.hits.Add(1)
+			return a.check(e.principal, d, now)
+		}
+		// Stale positive entry: re-read, but keep serving it for
+		// MaxStale if the store is down.
+		p, err := a.load(ctx, d)
+		if err != nil && errors.Is(err, ErrUnavailable) && age <= a.opts.RefreshAfter+a.opts.MaxStale {
+			a.staleServed.Add(1)
+			return a.check(e.principal, d, now)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return a.check(p, d, now)
+	}
+	a.misses.Add(1)
+	p, err := a.load(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return a.check(p, d, now)
+}
+
+func (a *Authenticator) check(p *Principal, d *Digest, now time.Time) (*Principal, error) {
+	if p == nil || !p.Key.Accepts(*d, now) {
+		return nil, ErrInvalidKey
+	}
+	return p, nil
+}
+
+// load reads the digest from the store, one query per digest at a time, and
+// caches the answer (negative answers with NegativeTTL).
+func (a *Authenticator) load(ctx context.Context, d *Digest) (*Principal, error) {
+	gen := a.gen.Load()
+	var sfKey [len(Digest{}) + 8]byte
+	copy(sfKey[:], d[:])
+	binary.LittleEndian.PutUint64(sfKey[len(d):], gen)
+	v, err, _ := a.group.Do(string(sfKey[:]), func() (any, error) {
+		select {
+		case a.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for a store lookup slot: %w", errors.Join(ErrUnavailable, ctx.Err()))
+		}
+		start := time.Now()
+		k, err := a.store.LookupDigest(ctx, *d)
+		<-a.sem
+		elapsed := time.Since(start)
+		a.lookups.Add(1)
+		a.lookupNanos.Add(uint64(elapsed))
+		if a.OnLookup != nil {
+			a.OnLookup(elapsed, err)
+		}
+		var p *Principal
+		switch {
+		case err == nil:
+			rights, perr := ParseRights(k.Rights, nil)
+			if perr != nil {
+				// A stored key with unparsable rights grants nothing.
+				rights = Rights{}
+			}
+			p = &Principal{Key: k, Rights: rights}
+		case errors.Is(err, ErrNotFound):
+		default:
+			a.lookupErrors.Add(1)
+			if !errors.Is(err, ErrUnavailable) {
+				err = errors.Join(ErrUnavailable, err)
+			}
+			return nil, fmt.Errorf("looking up key digest: %w", err)
+		}
+		if a.gen.Load() == gen {
+			e := &cacheEntry{digest: *d, principal: p, loadedAt: a.opts.Now()}
+			if p == nil {
+				a.cache.SetWithTTL(cacheKey(d), e, 1, a.opts.NegativeTTL)
+			} else {
+				a.cache.Set(cacheKey(d), e, 1)
+			}
+		}
+		return p, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	p, _ := v.(*Principal)
+	return p, nil
+}
+
+// Invalidate evicts the given digests (positive and negative entries) and
+// makes in-flight lookups discard their results. It implements Invalidator.
+func (a *Authenticator) Invalidate(digests ...Digest) {
+	a.gen.Add(1)
+	for i := range digests {
+		a.cache.Del(cacheKey(&digests[i]))
+	}
+}
+
+// InvalidateAll empties the cache (used after a change feed resync whose
+// changes could not be attributed).
+func (a *Authenticator) InvalidateAll() {
+	a.gen.Add(1)
+	a.cache.Clear()
+}
+
+// Wait blocks until pending cache writes are applied (tests).
+func (a *Authenticator) Wait() { a.cache.Wait() }
+
+// Stats returns a snapshot of the counters.
+func (a *Authenticator) Stats() AuthStats {
+	return AuthStats{
+		Hits: a.hits.Load(), Misses: a.misses.Load(), Lookups: a.lookups.Load(),
+		LookupErrors: a.lookupErrors.Load(), StaleServed: a.staleServed.Load(),
+		LookupNanos: a.lookupNanos.Load(),
+	}
+}
+
+// Close releases the cache.
+func (a *Authenticator) Close() { a.cache.Close() }
+
+var _ Invalidator = (*Authenticator)(nil)

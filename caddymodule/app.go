@@ -64,6 +64,11 @@ type App struct {
 	// DefaultQuota applies to keys that set no quota of their own.
 	DefaultQuota *QuotaConfig `json:"default_quota,omitempty"`
 
+	// FailedAttempts limits invalid keys per client IP: after Limit
+	// failures within Window the client gets 429 until the window ends.
+	// Default 100 per 1m; "off" disables it.
+	FailedAttempts *FailedAttemptsConfig `json:"failed_attempts,omitempty"`
+
 	// FlushInterval is how often usage counts are written to the store.
 	// Default 10s. Counts are also flushed on reload and shutdown.
 	FlushInterval caddy.Duration `json:"flush_interval,omitempty"`
@@ -101,6 +106,21 @@ type AreaConfig struct {
 	// Paths are the path patterns of the area.
 	Paths []string `json:"paths"`
 }
+
+// FailedAttemptsConfig limits failed key attempts per client.
+type FailedAttemptsConfig struct {
+	// Off disables the limit.
+	Off bool `json:"off,omitempty"`
+	// Limit is the number of failures allowed per window.
+	Limit int `json:"limit,omitempty"`
+	// Window is the length of the window, from the first failure.
+	Window caddy.Duration `json:"window,omitempty"`
+}
+
+const (
+	defaultFailedLimit  = 100
+	defaultFailedWindow = time.Minute
+)
 
 // CacheConfig tunes the key cache.
 type CacheConfig struct {
@@ -210,13 +230,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.FlushInterval = caddy.Duration(10 * time.Second)
 	}
 	v, _, err := pool.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
-		return &resources{key: a.poolKey, logger: a.logger}, nil
+		lookup, flush := newHistograms()
+		return &resources{key: a.poolKey, logger: a.logger, lookupHist: lookup, flushHist: flush}, nil
 	})
 	if err != nil {
 		return err
 	}
 	a.res = v.(*resources)
-	return nil
+	return registerMetrics(ctx.GetMetricsRegistry(), a.res)
 }
 
 // Validate checks the configuration without touching the store.
@@ -235,6 +256,9 @@ func (a *App) Validate() error {
 	}
 	if r := a.DefaultRate; r != nil && (r.Limit <= 0 || r.Per <= 0) {
 		return errors.New("default_rate needs a positive limit and duration, e.g. default_rate 100/1m")
+	}
+	if fa := a.FailedAttempts; fa != nil && !fa.Off && (fa.Limit <= 0 || fa.Window <= 0) {
+		return errors.New("failed_attempts needs a positive limit and window, e.g. failed_attempts 100/1m, or off")
 	}
 	if q := a.DefaultQuota; q != nil && (q.Limit <= 0 || (q.Period != "day" && q.Period != "month")) {
 		return errors.New("default_quota needs a positive limit and a period of day or month, e.g. default_quota 10000/month")

@@ -36,6 +36,7 @@ func init() {
 //		default_rate  <limit>/<duration>
 //		default_quota <limit>/<day|month>
 //		flush_interval <duration>
+//		failed_attempts <limit>/<window> | off
 //		cache {
 //			size                   <n>
 //			negative_ttl           <duration>
@@ -157,6 +158,25 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
+		case "failed_attempts":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if d.Val() == "off" {
+				app.FailedAttempts = &FailedAttemptsConfig{Off: true}
+			} else {
+				r, err := ParseRate(d.Val())
+				if err != nil {
+					return nil, d.Errf("failed_attempts must look like 100/1m (failures per window) or off: %v", err)
+				}
+				app.FailedAttempts = &FailedAttemptsConfig{Limit: int(r.Limit), Window: r.Per}
+			}
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
 		case "flush_interval":
 			if err := once(opt); err != nil {
 				return nil, err
@@ -176,7 +196,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.Cache = c
 		default:
-			return nil, d.Errf("unknown apikey option %q; known: storage, prefix, license, area, upstream_credential, self_service_only, default_rate, default_quota, flush_interval, cache", opt)
+			return nil, d.Errf("unknown apikey option %q; known: storage, prefix, license, area, upstream_credential, self_service_only, default_rate, default_quota, failed_attempts, flush_interval, cache", opt)
 		}
 	}
 	return httpcaddyfile.App{Name: "apikey", Value: caddyconfig.JSON(app, nil)}, nil

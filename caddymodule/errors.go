@@ -25,6 +25,8 @@ func (e *apiError) Error() string { return e.code + ": " + e.message }
 var (
 	errUnauthorized = &apiError{http.StatusUnauthorized, "invalid_api_key", admin.UnauthorizedMessage}
 	errUnavailable  = &apiError{http.StatusServiceUnavailable, "store_unavailable", "the key store is unavailable; try again shortly"}
+	// errTooManyFailures answers clients that sent too many invalid keys.
+	errTooManyFailures = &apiError{http.StatusTooManyRequests, "rate_limited", "too many requests with invalid API keys from this client; retry later"}
 )
 
 func forbidden(msg string) *apiError { return &apiError{http.StatusForbidden, "forbidden", msg} }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -121,18 +122,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // and the result of fail when the request was refused.
 func (a *App) authenticate(w http.ResponseWriter, r *http.Request, x *extractor) (*keystore.Principal, extraction, error) {
 	var ex extraction
+	client := ""
+	if f := a.res.failures; f != nil {
+		client = clientIP(r)
+		if blocked, retry := f.Blocked(client, time.Now()); blocked {
+			a.res.count(resultLimited)
+			return nil, ex, fail(w, r, errTooManyFailures, retry)
+		}
+	}
 	x.extract(r, &ex)
 	if !ex.found || ex.ambiguous || !keystore.PlausibleKey(ex.key) {
-		a.res.count(resultInvalid)
-		return nil, ex, fail(w, r, errUnauthorized, 0)
+		return nil, ex, a.unauthorized(w, r, client)
 	}
 	p, err := a.res.auth.Authenticate(r.Context(), ex.key)
 	switch {
 	case err == nil:
 		return p, ex, nil
 	case errors.Is(err, keystore.ErrInvalidKey):
-		a.res.count(resultInvalid)
-		return nil, ex, fail(w, r, errUnauthorized, 0)
+		return nil, ex, a.unauthorized(w, r, client)
 	case errors.Is(err, context.Canceled):
 		return nil, ex, fail(w, r, errUnavailable, 0)
 	default:
@@ -142,6 +149,28 @@ func (a *App) authenticate(w http.ResponseWriter, r *http.Request, x *extractor)
 		}
 		return nil, ex, fail(w, r, errUnavailable, 0)
 	}
+}
+
+// unauthorized answers 401 and records the failure against the client.
+func (a *App) unauthorized(w http.ResponseWriter, r *http.Request, client string) error {
+	a.res.count(resultInvalid)
+	if f := a.res.failures; f != nil {
+		f.Fail(client, time.Now())
+	}
+	return fail(w, r, errUnauthorized, 0)
+}
+
+// clientIP is Caddy's idea of the client address (honouring
+// trusted_proxies), falling back to the connection's remote host.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (h *Handler) debug(msg string, k *keystore.Key, r *http.Request) {

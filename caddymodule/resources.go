@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/keystore"
@@ -33,7 +34,10 @@ type resources struct {
 	meter   *keystore.Meter
 	results resultCounters
 
-	listener *postgres.Listener // nil unless the store is Postgres
+	listener *postgres.Listener       // nil unless the store is Postgres
+	failures *keystore.FailureLimiter // nil: failed attempts not limited
+
+	lookupHist, flushHist prometheus.Histogram
 }
 
 func (r *resources) count(res result) { r.results.add(res) }
@@ -75,7 +79,15 @@ func (r *resources) open(a *App) error {
 		store.Close()
 		return err
 	}
-	meter := keystore.NewMeter(store, keystore.MeterOptions{Logger: r.logger})
+	auth.OnLookup = observe(r.lookupHist)
+	meter := keystore.NewMeter(store, keystore.MeterOptions{Logger: r.logger, OnFlush: observe(r.flushHist)})
+	if fa := a.FailedAttempts; fa == nil || !fa.Off {
+		limit, window := defaultFailedLimit, defaultFailedWindow
+		if fa != nil {
+			limit, window = fa.Limit, time.Duration(fa.Window)
+		}
+		r.failures = keystore.NewFailureLimiter(limit, window, 0)
+	}
 	limiter := keystore.NewLimiter(keystore.LimiterOptions{
 		Store:        store,
 		Meter:        meter,
@@ -86,6 +98,10 @@ func (r *resources) open(a *App) error {
 	r.done.Add(2)
 	go func() { defer r.done.Done(); meter.Run(ctx, time.Duration(a.FlushInterval)) }()
 	go func() { defer r.done.Done(); limiter.Run(ctx, 0) }()
+	if r.failures != nil {
+		r.done.Add(1)
+		go func() { defer r.done.Done(); sweepEvery(ctx, time.Minute, r.failures.Sweep) }()
+	}
 	if pg, ok := store.(*postgres.Store); ok {
 		// The change feed evicts keys changed by other instances.
 		r.listener = pg.Listen(ctx, 0, func(digests []keystore.Digest) { auth.Invalidate(digests...) })
@@ -93,6 +109,20 @@ func (r *resources) open(a *App) error {
 	r.store, r.auth, r.meter, r.limiter, r.cancel = store, auth, meter, limiter, cancel
 	r.isOpen = true
 	return nil
+}
+
+// sweepEvery calls sweep on every tick until ctx ends.
+func sweepEvery(ctx context.Context, every time.Duration, sweep func(time.Time) int) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			sweep(now)
+		}
+	}
 }
 
 func openStore(ctx context.Context, a *App) (keystore.Store, error) {

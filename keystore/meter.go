@@ -99,6 +99,7 @@ type Meter struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	onFlush   func(time.Duration, error)
 }
 
 // MeterOptions configure a Meter.
@@ -106,6 +107,9 @@ type MeterOptions struct {
 	// Logger receives flush failures from Run and Close. It never receives
 	// a key or a digest, only key ids. Default: no logging.
 	Logger *zap.Logger
+	// OnFlush, if set, observes every flush: its duration and its error
+	// (metrics).
+	OnFlush func(d time.Duration, err error)
 }
 
 // NewMeter returns a Meter that flushes to store, which must not be nil.
@@ -115,7 +119,7 @@ func NewMeter(store Store, opts MeterOptions) *Meter {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &Meter{store: store, logger: logger, closed: make(chan struct{})}
+	return &Meter{store: store, logger: logger, onFlush: opts.OnFlush, closed: make(chan struct{})}
 }
 
 // meterEntry holds the counts of one key.
@@ -343,9 +347,13 @@ type usageBatch struct {
 // a batch that failed before, then one batch of everything counted since, in
 // one AddUsage call whatever the number of keys. On error the counts stay
 // pending and are sent again by the next Flush. Flushes are serialised.
-func (m *Meter) Flush(ctx context.Context) error {
+func (m *Meter) Flush(ctx context.Context) (err error) {
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
+	if m.onFlush != nil {
+		start := time.Now()
+		defer func() { m.onFlush(time.Since(start), err) }()
+	}
 	if b := m.retry; b != nil {
 		if err := m.store.AddUsage(ctx, b.id, b.deltas); err != nil {
 			return fmt.Errorf("adding usage batch %s again (%d deltas): %w", b.id, len(b.deltas), err)
@@ -363,6 +371,20 @@ func (m *Meter) Flush(ctx context.Context) error {
 	}
 	m.commit(b)
 	return nil
+}
+
+// PendingTotal returns how many counted requests the store has not yet
+// acknowledged, over all keys. It walks every key: for metrics scrapes,
+// not for the request path.
+func (m *Meter) PendingTotal() int64 {
+	var n int64
+	m.keys.Range(func(k, _ any) bool {
+		for _, d := range m.PendingUsage(k.(string)) {
+			n += d.Requests
+		}
+		return true
+	})
+	return n
 }
 
 // collect moves every unflushed count into a new batch, holding it in the

@@ -1,0 +1,130 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected JSON of testdata/*.caddyfiletest")
+
+func adapt(t *testing.T, caddyfile string) ([]byte, error) {
+	t.Helper()
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	out, _, err := adapter.Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	return out, err
+}
+
+func indentJSON(t *testing.T, b []byte) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "\t"); err != nil {
+		t.Fatalf("indenting %s: %v", b, err)
+	}
+	return buf.String()
+}
+
+// TestCaddyfileGolden adapts testdata/*.caddyfiletest (Caddyfile, a line of
+// dashes, expected JSON) and compares. Run with -update to rewrite.
+func TestCaddyfileGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, want, ok := strings.Cut(string(raw), "\n----------\n")
+			if !ok {
+				t.Fatalf("%s: no ---------- separator", f)
+			}
+			out, err := adapt(t, in)
+			if err != nil {
+				t.Fatalf("adapting: %v", err)
+			}
+			got := indentJSON(t, out)
+			if *update {
+				os.WriteFile(f, []byte(in+"\n----------\n"+got+"\n"), 0o644)
+				return
+			}
+			if strings.TrimSpace(got) != strings.TrimSpace(want) {
+				t.Fatalf("adapted JSON differs\n got:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestShippedCaddyfilesAdapt adapts the files users start from.
+func TestShippedCaddyfilesAdapt(t *testing.T) {
+	for _, f := range []string{"../Caddyfile.example", "../examples/Caddyfile.demo"} {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := adapt(t, string(raw))
+			if err != nil {
+				t.Fatalf("adapting %s: %v", f, err)
+			}
+			var cfg struct {
+				Apps map[string]json.RawMessage `json:"apps"`
+			}
+			if err := json.Unmarshal(out, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := cfg.Apps["apikey"]; !ok {
+				t.Fatalf("%s: no apikey app in the adapted config", f)
+			}
+			if !bytes.Contains(out, []byte(`"handler":"apikey"`)) || !bytes.Contains(out, []byte(`"handler":"apikey_admin"`)) {
+				t.Fatalf("%s: apikey or apikey_admin handler missing", f)
+			}
+		})
+	}
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		global  string
+		site    string
+		wantErr string
+	}{
+		{name: "unknown option", global: "apikey {\n bogus 1\n}", wantErr: `unknown apikey option "bogus"`},
+		{name: "duplicate area", global: "apikey {\n area a /x*\n area a /y*\n}", wantErr: "area a is defined twice"},
+		{name: "area without paths", global: "apikey {\n area a\n}", wantErr: "area a has no paths"},
+		{name: "repeated prefix", global: "apikey {\n prefix kg\n prefix xx\n}", wantErr: "prefix: repeated subdirective"},
+		{name: "bad duration", global: "apikey {\n flush_interval soon\n}", wantErr: `flush_interval: "soon" is not a positive duration`},
+		{name: "bad license", global: "apikey {\n license many\n}", wantErr: `license: "many" is not a non-negative whole number`},
+		{name: "bad storage", global: "apikey {\n storage redis x\n}", wantErr: `storage type "redis" is unknown`},
+		{name: "bad rate", global: "apikey {\n default_rate 10perminute\n}", wantErr: "must look like 100/1m"},
+		{name: "bad quota", global: "apikey {\n default_quota 10/year\n}", wantErr: "must look like 10000/month"},
+		{name: "unknown handler option", global: "apikey {\n}", site: "apikey {\n nope\n}", wantErr: `unknown apikey handler option "nope"`},
+		{name: "unknown cache option", global: "apikey {\n cache {\n  huge 1\n }\n}", wantErr: `unknown cache option "huge"`},
+		{name: "line number", global: "apikey {\n prefix kg\n\n bogus\n}", wantErr: "Caddyfile:5"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			site := tc.site
+			if site == "" {
+				site = "apikey"
+			}
+			cf := "{\n" + tc.global + "\n}\n:8080 {\n" + site + "\nrespond ok\n}\n"
+			_, err := adapt(t, cf)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

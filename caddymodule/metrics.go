@@ -1,0 +1,108 @@
+package caddymodule
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics go into Caddy's Prometheus registry (served on its /metrics).
+// Counters live in the pooled resources, so they survive reloads; the
+// collector registered by each config reads them. Never a key id as a label.
+
+var (
+	descRequests = prometheus.NewDesc("keygate_requests_total",
+		"Requests seen by the apikey handlers, by result.", []string{"result"}, nil)
+	descCacheHits = prometheus.NewDesc("keygate_cache_hits_total",
+		"Key lookups answered by the cache.", nil, nil)
+	descCacheMisses = prometheus.NewDesc("keygate_cache_misses_total",
+		"Key lookups that missed the cache.", nil, nil)
+	descStoreErrors = prometheus.NewDesc("keygate_store_errors_total",
+		"Store lookups that failed (the request got 503 unless a cached key was served).", nil, nil)
+	descStaleServed = prometheus.NewDesc("keygate_cache_stale_served_total",
+		"Requests served from a stale cache entry while the store was unreachable.", nil, nil)
+	descPending = prometheus.NewDesc("keygate_meter_pending_requests",
+		"Counted requests not yet written to the store.", nil, nil)
+	descFailBlocked = prometheus.NewDesc("keygate_failed_attempts_blocked_total",
+		"Requests refused because their client sent too many invalid keys.", nil, nil)
+	descInvalidationLag = prometheus.NewDesc("keygate_invalidation_lag_seconds",
+		"Time from the newest applied change's commit to its eviction here (Postgres change feed).", nil, nil)
+	descResyncs = prometheus.NewDesc("keygate_change_feed_resyncs_total",
+		"Change-log replays after the LISTEN connection was re-established.", nil, nil)
+	descFeedConnected = prometheus.NewDesc("keygate_change_feed_connected",
+		"1 when the LISTEN connection of the change feed is up.", nil, nil)
+)
+
+// newHistograms returns the histograms kept by the pooled resources.
+func newHistograms() (lookup, flush prometheus.Histogram) {
+	lookup = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "keygate_store_lookup_duration_seconds",
+		Help:    "Duration of store lookups for cache misses.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	})
+	flush = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "keygate_meter_flush_duration_seconds",
+		Help:    "Duration of usage flushes to the store.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
+	return lookup, flush
+}
+
+// collector exposes the resources' counters.
+type collector struct{ res *resources }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	r := c.res
+	for i := range numResults {
+		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(r.results[i].Load()), resultNames[i])
+	}
+	if !r.opened() {
+		return
+	}
+	st := r.auth.Stats()
+	ch <- prometheus.MustNewConstMetric(descCacheHits, prometheus.CounterValue, float64(st.Hits))
+	ch <- prometheus.MustNewConstMetric(descCacheMisses, prometheus.CounterValue, float64(st.Misses))
+	ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(st.LookupErrors))
+	ch <- prometheus.MustNewConstMetric(descStaleServed, prometheus.CounterValue, float64(st.StaleServed))
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(r.meter.PendingTotal()))
+	var blocked uint64
+	if r.failures != nil {
+		blocked = r.failures.BlockedTotal()
+	}
+	ch <- prometheus.MustNewConstMetric(descFailBlocked, prometheus.CounterValue, float64(blocked))
+	r.lookupHist.Collect(ch)
+	r.flushHist.Collect(ch)
+	if r.listener != nil {
+		ls := r.listener.Stats()
+		ch <- prometheus.MustNewConstMetric(descInvalidationLag, prometheus.GaugeValue, ls.Lag.Seconds())
+		ch <- prometheus.MustNewConstMetric(descResyncs, prometheus.CounterValue, float64(ls.Resyncs))
+		connected := 0.0
+		if ls.Connected {
+			connected = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descFeedConnected, prometheus.GaugeValue, connected)
+	}
+}
+
+// registerMetrics adds the collector to the config's registry; a registry
+// that already has it (same config provisioned twice) is fine.
+func registerMetrics(reg *prometheus.Registry, res *resources) error {
+	if reg == nil {
+		return nil
+	}
+	err := reg.Register(collector{res})
+	var already prometheus.AlreadyRegisteredError
+	if errors.As(err, &already) {
+		return nil
+	}
+	return err
+}
+
+func observe(h prometheus.Histogram) func(time.Duration, error) {
+	return func(d time.Duration, _ error) { h.Observe(d.Seconds()) }
+}

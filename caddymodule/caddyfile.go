@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 func init() {
@@ -82,6 +84,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			app.Prefix = d.Val()
+			if err := keystore.ValidatePrefix(app.Prefix); err != nil {
+				return nil, d.Err(err.Error())
+			}
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
@@ -106,6 +111,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				if ar.Name == args[0] {
 					return nil, d.Errf("area %s is defined twice; put all its paths on one area line", args[0])
 				}
+			}
+			if _, err := keystore.NewAreas(map[string][]string{args[0]: args[1:]}); err != nil {
+				return nil, d.Err(err.Error())
 			}
 			app.Areas = append(app.Areas, AreaConfig{Name: args[0], Paths: args[1:]})
 		case "upstream_credential":

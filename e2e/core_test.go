@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"io"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"

@@ -140,22 +140,43 @@ func (a *Areas) Allowed(r *Rights, cleanPath string, need Level) (area string, o
 	return area, false
 }
 
-// match compares case-insensitively without allocating.
+// match compares case-insensitively without allocating. Only ASCII letters
+// fold: strings.EqualFold would also fold Unicode look-alikes ("ſ" = "s",
+// "\u212a" = "k"), letting "/api/ſtatus" match an area's "/api/status"
+// although the backend sees another path. Non-ASCII bytes must be equal.
 func (p *areaPattern) match(path string) bool {
 	n := len(p.text)
 	switch p.kind {
 	case matchExact:
-		return strings.EqualFold(path, p.text)
+		return equalFoldASCII(path, p.text)
 	case matchPrefix:
-		return len(path) >= n && strings.EqualFold(path[:n], p.text)
+		return len(path) >= n && equalFoldASCII(path[:n], p.text)
 	case matchSuffix:
-		return len(path) >= n && strings.EqualFold(path[len(path)-n:], p.text)
+		return len(path) >= n && equalFoldASCII(path[len(path)-n:], p.text)
 	default:
 		for i := 0; i+n <= len(path); i++ {
-			if strings.EqualFold(path[i:i+n], p.text) {
+			if equalFoldASCII(path[i:i+n], p.text) {
 				return true
 			}
 		}
 		return false
 	}
+}
+
+// equalFoldASCII reports whether s equals the lower-case text t when ASCII
+// letters of s are lower-cased.
+func equalFoldASCII(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != t[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/admin/console"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -69,6 +70,10 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	}
 	r2 := r.Clone(r.Context())
 	r2.URL.Path, r2.URL.RawPath = rest, ""
+	if rest == "/ui" || strings.HasPrefix(rest, "/ui/") {
+		console.Handler().ServeHTTP(w, r2)
+		return nil
+	}
 	if isPublicAdminPath(rest) {
 		h.app.admin.ServeHTTP(w, r2)
 		return nil

@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserConsole drives the web console in headless Chromium against
+// the real binary: sign in, create a key and read it from the shown-once
+// dialog, use it through the proxy, rotate, revoke, watch the licence bar,
+// read the API documentation page and try an operation, sign out, and sign
+// in as a keys:self user who cannot see another user's key. It saves
+// screenshots of the main screens in e2e/screenshots/ (KEYGATE_UPDATE_DOCS=1
+// also copies the key list to docs/console.png).
+func TestBrowserConsole(t *testing.T) {
+	be := newBackend(t)
+	in := start(t, standard(be, "license 10", ""))
+	admin := in.createKey(map[string]any{"name": "console-admin", "user": "ADMIN", "rights": []string{"keys:admin", "assets:read"}})
+	other := in.createKey(map[string]any{"name": "mx-workorders", "user": "MXINTADM", "rights": []string{"workorders:write"},
+		"rate": map[string]any{"limit": 100, "per": "1m"}})
+	jdoe := in.createKey(map[string]any{"name": "jdoe-console", "user": "JDOE", "rights": []string{"keys:self", "assets:read"}})
+	in.createKey(map[string]any{"name": "jdoe-report", "user": "JDOE", "rights": []string{"assets:read"}, "expires_in": "720h"})
+	asset := in.siteURL + "/maximo/oslc/os/mxapiasset"
+	ui := in.siteURL + "/keygate/ui"
+
+	b := newBrowser(t)
+
+	// Sign in: a wrong key is refused with a message, the admin key works.
+	b.navigate(ui) // redirected to ui/
+	b.waitFor("the sign-in form", `location.pathname === '/keygate/ui/' && document.querySelector('#signin-key').getClientRects().length > 0`)
+	b.typeInto("#signin-key", "kg_notavalidkey")
+	b.click("#signin-submit")
+	b.waitText("#signin-error", "was not accepted")
+	b.typeInto("#signin-key", admin.Key)
+	b.click("#signin-submit")
+	b.waitText("#license-text", "4 of 10 in use")
+	b.waitText("#keys-body", "mx-workorders")
+	b.waitText("#who-text", "console-admin (ADMIN) · keys:admin")
+	if got := evalJS[string](b, `sessionStorage.getItem('keygate.console.key')`); got != admin.Key {
+		t.Fatalf("sessionStorage: got %q, want the admin key", got)
+	}
+	if got := evalJS[string](b, `document.cookie + '|' + localStorage.length`); got != "|0" {
+		t.Fatalf("the key must live in sessionStorage only; cookie|localStorage.length = %q", got)
+	}
+
+	// Filters.
+	b.typeInto("#f-user", "JDOE")
+	b.click("#filters button[type=submit]")
+	b.waitFor("the JDOE filter", `document.querySelectorAll('#keys-body tr').length === 2 && !document.querySelector('#keys-body').innerText.includes('mx-workorders')`)
+	b.typeInto("#f-name", "no-such-key")
+	b.click("#filters button[type=submit]")
+	b.waitText("#keys-empty", "No keys match these filters")
+	b.click("#filters-clear")
+	b.waitText("#keys-body", "mx-workorders")
+
+	// Create: the server's validation message is shown at the field.
+	b.click("#new-key")
+	b.waitFor("the create form, focused", `document.activeElement && document.activeElement.id === 'n-name'`)
+	b.typeInto("#n-name", "mx-asset-reader")
+	b.typeInto("#n-user", "MXINTADM")
+	b.typeInto("#n-description", "Asset reads for the nightly sync")
+	b.typeInto("#n-area", "nosuch")
+	b.click("#n-area-add")
+	b.click(`#rights-body input[name="right:assets"][value="read"]`)
+	b.click("#new-submit")
+	b.waitText("#n-rights-error", "nosuch")
+	b.waitText("#new-error", "nosuch")
+	b.screenshot("create-form-server-error", true)
+	b.click(`#rights-body input[name="right:nosuch"][value="none"]`)
+	b.typeInto("#n-rate", "100")
+	b.typeInto("#n-quota", "10000")
+	b.screenshot("create-form", true)
+	b.click("#new-submit")
+
+	// The shown-once dialog.
+	b.waitFor("the shown-once dialog", `document.querySelector('#secret-dialog').open && document.querySelector('#secret-value').value !== ''`)
+	secret := evalJS[string](b, `document.querySelector('#secret-value').value`)
+	if !strings.HasPrefix(secret, "kg_") {
+		t.Fatalf("shown-once dialog: got key %q, want a kg_ key", secret)
+	}
+	if id := evalJS[string](b, `document.activeElement.id`); id != "secret-value" {
+		t.Fatalf("focus in the shown-once dialog: got #%s, want #secret-value", id)
+	}
+	b.waitText("#secret-warning", "cannot be shown again")
+	b.waitText("#secret-download", "Download mx-asset-reader.apikey")
+	b.screenshot("shown-once-dialog", false)
+	b.click("#secret-download")
+	if got := b.waitDownload("mx-asset-reader.apikey"); got != secret+"\n" {
+		t.Fatalf("downloaded file: got %q, want the key and a newline", got)
+	}
+	for range 3 {
+		if code, body, _ := call(t, "GET", asset, hdr("apikey", secret)); code != http.StatusOK {
+			t.Fatalf("the new key through the proxy: got %d (%s), want 200", code, body)
+		}
+	}
+	// Closing asks first; "Go back" keeps the dialog open.
+	b.click("#secret-close")
+	b.waitFor("the close confirmation", `!document.querySelector('#secret-confirm').hidden`)
+	b.click("#secret-confirm-no")
+	if !evalJS[bool](b, `document.querySelector('#secret-dialog').open`) {
+		t.Fatalf("the shown-once dialog closed on \"Go back\"")
+	}
+	b.click("#secret-close")
+	b.click("#secret-confirm-yes")
+	b.waitFor("the dialog to close", `!document.querySelector('#secret-dialog').open`)
+	if v := evalJS[string](b, `document.querySelector('#secret-value').value`); v != "" {
+		t.Fatalf("the key stayed in the page after closing the dialog")
+	}
+
+	// Key detail with usage chart and audit trail.
+	b.waitText("#detail-title", "mx-asset-reader")
+	b.waitText("#detail-facts", "100 requests per 1m")
+	b.waitText("#detail-facts", "10000 requests per month")
+	b.waitText("#usage-total", "3 requests in the last 30 days")
+	b.waitFor("a bar in the usage chart", `[...document.querySelectorAll('#usage svg rect.bar')].some((r) => +r.getAttribute('height') > 0)`)
+	b.waitText("#audit-body", "create")
+	b.screenshot("key-detail", true)
+	keyID := evalJS[string](b, `decodeURIComponent(location.hash.slice('#/keys/'.length))`)
+
+	// The licence bar counts the new key.
+	b.click("#nav-keys")
+	b.waitText("#license-text", "5 of 10 in use")
+	b.click(fmt.Sprintf(`#keys-body tr[data-id=%q] a`, keyID))
+	b.waitText("#detail-title", "mx-asset-reader")
+
+	// Rotate: the old key stops working at once.
+	b.click("#detail-rotate")
+	b.waitText("#confirm-message", "stops working at once")
+	b.click("#confirm-ok")
+	b.waitFor("the new key", fmt.Sprintf(`document.querySelector('#secret-dialog').open && !['', %s].includes(document.querySelector('#secret-value').value)`, jsString(secret)))
+	rotated := evalJS[string](b, `document.querySelector('#secret-value').value`)
+	b.waitText("#secret-title", "The new key for mx-asset-reader")
+	if code, _, _ := call(t, "GET", asset, hdr("apikey", secret)); code != http.StatusUnauthorized {
+		t.Fatalf("the old key after rotation: got %d, want 401", code)
+	}
+	if code, body, _ := call(t, "GET", asset, hdr("apikey", rotated)); code != http.StatusOK {
+		t.Fatalf("the rotated key: got %d (%s), want 200", code, body)
+	}
+	b.click("#secret-close")
+	b.click("#secret-confirm-yes")
+	b.waitFor("the dialog to close", `!document.querySelector('#secret-dialog').open`)
+	b.waitText("#audit-body", "rotate")
+
+	// Revoke.
+	b.click("#detail-revoke")
+	b.waitText("#confirm-message", "get 401 from now on")
+	b.click("#confirm-ok")
+	b.waitFor("the revoked badge", `document.querySelector('#detail-title .badge-revoked')`)
+	if code, _, _ := call(t, "GET", asset, hdr("apikey", rotated)); code != http.StatusUnauthorized {
+		t.Fatalf("the revoked key: got %d, want 401", code)
+	}
+	b.click("#nav-keys")
+	b.waitText("#license-text", "4 of 10 in use")
+	b.waitFor("the revoked row", fmt.Sprintf(`document.querySelector('#keys-body tr[data-id=%q] .badge-revoked')`, keyID))
+	list := b.screenshot("key-list", true)
+	if os.Getenv("KEYGATE_UPDATE_DOCS") == "1" {
+		copyFile(t, list, filepath.Join("..", "docs", "console.png"))
+	}
+	b.do(chromedp.EmulateViewport(390, 844))
+	b.screenshot("key-list-narrow", true)
+	b.do(chromedp.EmulateViewport(1280, 900))
+	b.noProblems("console")
+
+	// API documentation: Swagger UI, preauthorized with the console's key;
+	// try an operation against the live API.
+	b.navigate(ui + "/docs.html")
+	b.waitFor("Swagger UI", `document.querySelector('.swagger-ui .info .title')`)
+	b.waitText(".swagger-ui .info .title", "keygate admin API")
+	b.waitFor("the Authorize button", `document.querySelector('.swagger-ui .btn.authorize')`)
+	b.waitFor("the operations", `document.querySelector('#operations-reports-getLicense')`)
+	b.screenshot("api-docs", false)
+	b.click("#operations-reports-getLicense .opblock-summary-control")
+	b.click("#operations-reports-getLicense .try-out__btn")
+	b.click("#operations-reports-getLicense .execute")
+	b.waitText("#operations-reports-getLicense .live-responses-table", `"in_use": 4`)
+	b.screenshot("api-docs-try-it", false)
+	b.noProblems("API documentation")
+
+	// Sign out forgets the key.
+	b.navigate(ui + "/")
+	b.waitText("#who-text", "console-admin")
+	b.click("#signout")
+	b.waitFor("the sign-in form", `document.querySelector('#view-signin').hidden === false`)
+	if got := evalJS[int](b, `sessionStorage.length`); got != 0 {
+		t.Fatalf("sessionStorage after sign-out: %d items, want 0", got)
+	}
+
+	// A keys:self user sees only their own keys and is offered only what
+	// they may grant.
+	b.typeInto("#signin-key", jdoe.Key)
+	b.click("#signin-submit")
+	b.waitText("#keys-body", "jdoe-report")
+	b.waitText("#who-text", "keys:self")
+	if txt := b.text("#keys-body"); strings.Contains(txt, "mx-workorders") || strings.Contains(txt, "console-admin") {
+		t.Fatalf("keys:self user sees other users' keys:\n%s", txt)
+	}
+	if b.visible("#revoke-user-open") {
+		t.Fatalf("keys:self user is offered \"revoke all keys of a user\"")
+	}
+	b.click("#new-key")
+	b.waitFor("the create form", `document.activeElement && document.activeElement.id === 'n-name'`)
+	if got := evalJS[string](b, `document.querySelector('#n-user').value + (document.querySelector('#n-user').readOnly ? ' (read-only)' : '')`); got != "JDOE (read-only)" {
+		t.Fatalf("run-as user for keys:self: got %q, want JDOE (read-only)", got)
+	}
+	offered := evalJS[[]string](b, `[...document.querySelectorAll('#rights-body input, #admin-rights input')].filter((i) => i.value !== 'none').map((i) => i.value === 'read' || i.value === 'write' ? i.name.slice(6) + ':' + i.value : i.value)`)
+	if got := strings.Join(offered, ","); got != "assets:read,keys:self" {
+		t.Fatalf("rights offered to keys:self: got %s, want assets:read,keys:self", got)
+	}
+	evalJS[string](b, fmt.Sprintf(`location.hash = '#/keys/' + %s`, jsString(other.ID)))
+	b.waitText("#detail-error", "could not be loaded")
+	b.noProblems("keys:self console")
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

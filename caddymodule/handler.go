@@ -42,6 +42,11 @@ type Handler struct {
 	app    *App
 	ex     extractor
 	logger *zap.Logger
+
+	// The app's default limits, from this config: the Limiter is shared
+	// across reloads and must not keep the first config's.
+	defRate  *keystore.Rate
+	defQuota *keystore.Quota
 }
 
 // CaddyModule returns the Caddy module information.
@@ -60,6 +65,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app
+	h.defRate, h.defQuota = app.defaultRate(), app.defaultQuota()
 	h.ex = h.KeySources.extractor()
 	return nil
 }
@@ -87,7 +93,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	now := time.Now()
 	{
-		d := h.app.res.limiter.Admit(k, now)
+		d := h.app.res.limiter.AdmitDefaults(k, now, h.defRate, h.defQuota)
 		if !d.Allowed {
 			h.app.res.count(resultLimited)
 			msg := "rate limit exceeded; retry later"

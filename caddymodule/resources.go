@@ -88,12 +88,12 @@ func (r *resources) open(a *App) error {
 		}
 		r.failures = keystore.NewFailureLimiter(limit, window, 0)
 	}
+	// No default limits here: they belong to each config, and handlers
+	// pass theirs to AdmitDefaults, so a reload can change them.
 	limiter := keystore.NewLimiter(keystore.LimiterOptions{
-		Store:        store,
-		Meter:        meter,
-		DefaultRate:  a.defaultRate(),
-		DefaultQuota: a.defaultQuota(),
-		Logger:       r.logger,
+		Store:  store,
+		Meter:  meter,
+		Logger: r.logger,
 	})
 	r.done.Add(2)
 	go func() { defer r.done.Done(); meter.Run(ctx, time.Duration(a.FlushInterval)) }()

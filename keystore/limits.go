@@ -187,12 +187,28 @@ type quotaSnap struct {
 // (and no defaults configured) costs a few comparisons; otherwise one map
 // read, and no allocation after the key's first request.
 func (l *Limiter) Admit(k *Key, now time.Time) Decision {
+	return l.AdmitDefaults(k, now, nil, nil)
+}
+
+// AdmitDefaults is Admit with the caller's default limits: defRate and
+// defQuota, where not nil, replace the Limiter's DefaultRate and
+// DefaultQuota for keys without limits of their own. A Limiter outlives
+// config reloads, so each config passes its own defaults: a reload that
+// changes them takes effect at once, and a config whose load fails never
+// changes the running one's.
+func (l *Limiter) AdmitDefaults(k *Key, now time.Time, defRate *Rate, defQuota *Quota) Decision {
 	rate, quota := validRate(k.Rate), validQuota(k.Quota)
 	if rate == nil {
-		rate = l.defaultRate
+		rate = validRate(defRate)
+		if rate == nil {
+			rate = l.defaultRate
+		}
 	}
 	if quota == nil {
-		quota = l.defaultQuota
+		quota = validQuota(defQuota)
+		if quota == nil {
+			quota = l.defaultQuota
+		}
 	}
 	if rate == nil && quota == nil {
 		return Decision{Allowed: true}

@@ -203,6 +203,31 @@ func TestLimiterDefaults(t *testing.T) {
 	}
 }
 
+func TestLimiterAdmitDefaults(t *testing.T) {
+	t.Parallel()
+	h := newLimitHarness(t, LimiterOptions{DefaultRate: &Rate{Limit: 2, Per: time.Minute}})
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		key       *Key
+		defRate   *Rate
+		defQuota  *Quota
+		wantLimit int64 // the tightest limit; 0: no limit applies
+	}{
+		{"config's rate replaces the Limiter's", &Key{ID: "key_a"}, &Rate{Limit: 7, Per: time.Minute}, nil, 7},
+		{"none given: the Limiter's", &Key{ID: "key_b"}, nil, nil, 2},
+		{"config's quota, Limiter's rate", &Key{ID: "key_c"}, nil, &Quota{Limit: 1, Period: PeriodDay}, 1},
+		{"invalid default ignored", &Key{ID: "key_d"}, &Rate{Limit: 0, Per: time.Minute}, nil, 2},
+		{"own rate wins", rateKey("key_e", 9, time.Minute), &Rate{Limit: 7, Per: time.Minute}, nil, 9},
+	}
+	for _, tt := range tests {
+		d := h.lim.AdmitDefaults(tt.key, now, tt.defRate, tt.defQuota)
+		if !d.Allowed || d.Limit != tt.wantLimit {
+			t.Errorf("%s: got %+v, want allowed with limit %d", tt.name, d, tt.wantLimit)
+		}
+	}
+}
+
 func TestLimiterSweep(t *testing.T) {
 	t.Parallel()
 	l := NewLimiter(LimiterOptions{IdleAfter: time.Minute})

@@ -35,7 +35,7 @@ const (
 	maxDescriptionLen = 2000
 	maxUserLen        = 200
 	maxRights         = 100
-	maxAdminPageLimit      = 1000
+	maxAdminPageLimit = 1000
 	maxUsageDays      = 366
 	defaultUsageDays  = 30
 	// MaxGrace bounds the rotation grace: an old secret must not live on
@@ -298,6 +298,16 @@ func serviceStoreErr(err error, what string) error {
 		return &ServiceError{Kind: KindUnavailable, Message: "the request was cancelled before the key store answered", Err: err}
 	}
 	return &ServiceError{Kind: KindUnavailable, Message: "the key store is unavailable; try again later", Err: err}
+}
+
+// cursorErr translates a list error: stores report outages with
+// ErrUnavailable, so any other failure of a call with a cursor is the
+// cursor's fault (stores return plain errors for cursors they did not make).
+func cursorErr(err error, cursor, what string) error {
+	if cursor != "" && KindOf(err) == KindInternal {
+		return &ServiceError{Kind: KindInvalid, Message: fmt.Sprintf("cursor %q is not a cursor this API returned; start without one", cursor), Err: err}
+	}
+	return serviceStoreErr(err, what)
 }
 
 // ---- authorization ----
@@ -960,7 +970,7 @@ func (s *Service) List(ctx context.Context, a Actor, f ListFilter) ([]*Key, stri
 	f.Now = s.Clock()
 	keys, next, err := s.Store.ListKeys(ctx, f)
 	if err != nil {
-		return nil, "", serviceStoreErr(err, "key list")
+		return nil, "", cursorErr(err, f.Cursor, "key list")
 	}
 	return keys, next, nil
 }
@@ -1055,7 +1065,7 @@ func (s *Service) Audit(ctx context.Context, a Actor, f AuditFilter) ([]AuditEve
 	}
 	events, next, err := s.Store.ListAudit(ctx, f)
 	if err != nil {
-		return nil, "", serviceStoreErr(err, "audit log")
+		return nil, "", cursorErr(err, f.Cursor, "audit log")
 	}
 	return events, next, nil
 }

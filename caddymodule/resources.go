@@ -27,8 +27,12 @@ type resources struct {
 	isOpen bool
 	store  keystore.Store
 	auth   *keystore.Authenticator
+	ctx    context.Context    // of the background loops
 	cancel context.CancelFunc // stops the background loops
 	done   sync.WaitGroup
+
+	flushEvery time.Duration      // interval of the running flush loop
+	stopFlush  context.CancelFunc // stops that loop alone
 
 	limiter *keystore.Limiter
 	meter   *keystore.Meter
@@ -50,11 +54,12 @@ func (r *resources) opened() bool {
 
 // open opens the store and builds the cache on first use. Later configs
 // (reloads) reuse them; options that shape them (storage, cache size) take
-// effect on restart.
+// effect on restart, except flush_interval, which follows the latest config.
 func (r *resources) open(a *App) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.isOpen {
+		r.runFlush(time.Duration(a.FlushInterval))
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -95,8 +100,7 @@ func (r *resources) open(a *App) error {
 		Meter:  meter,
 		Logger: r.logger,
 	})
-	r.done.Add(2)
-	go func() { defer r.done.Done(); meter.Run(ctx, time.Duration(a.FlushInterval)) }()
+	r.done.Add(1)
 	go func() { defer r.done.Done(); limiter.Run(ctx, 0) }()
 	if r.failures != nil {
 		r.done.Add(1)
@@ -106,9 +110,27 @@ func (r *resources) open(a *App) error {
 		// The change feed evicts keys changed by other instances.
 		r.listener = pg.Listen(ctx, 0, func(digests []keystore.Digest) { auth.Invalidate(digests...) })
 	}
-	r.store, r.auth, r.meter, r.limiter, r.cancel = store, auth, meter, limiter, cancel
+	r.store, r.auth, r.meter, r.limiter, r.ctx, r.cancel = store, auth, meter, limiter, ctx, cancel
+	r.runFlush(time.Duration(a.FlushInterval))
 	r.isOpen = true
 	return nil
+}
+
+// runFlush runs the meter's periodic flush every interval, replacing a loop
+// with another interval (a reload changed flush_interval). A flush the old
+// loop had under way fails and is resent by the next one, without double
+// counting. r.mu must be held.
+func (r *resources) runFlush(every time.Duration) {
+	if r.stopFlush != nil {
+		if every == r.flushEvery {
+			return
+		}
+		r.stopFlush()
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.flushEvery, r.stopFlush = every, cancel
+	r.done.Add(1)
+	go func() { defer r.done.Done(); r.meter.Run(ctx, every) }()
 }
 
 // sweepEvery calls sweep on every tick until ctx ends.
@@ -182,6 +204,6 @@ func (r *resources) Destruct() error {
 	if cerr := r.store.Close(); cerr != nil {
 		return fmt.Errorf("closing key store: %w", cerr)
 	}
-	r.isOpen = false
+	r.isOpen, r.stopFlush = false, nil
 	return err
 }

@@ -622,6 +622,41 @@ func TestStoreErrors(t *testing.T) {
 	}
 }
 
+// orderInvalidator checks, when called, that the store already holds the
+// change: an eviction before the write could be refilled with the old key.
+type orderInvalidator struct {
+	t     *testing.T
+	store *memStore
+	id    string
+	calls int
+}
+
+func (o *orderInvalidator) Invalidate(ds ...keystore.Digest) {
+	if o.id == "" {
+		return
+	}
+	o.calls++
+	k, err := o.store.GetKey(context.Background(), o.id)
+	if err != nil || k.RevokedAt == nil {
+		o.t.Errorf("Invalidate called before the revocation was stored (err %v)", err)
+	}
+}
+
+func TestInvalidateAfterWrite(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	inv := &orderInvalidator{t: t, store: f.store}
+	f.svc.Invalidator = inv
+	k, _ := f.create(t, keystore.LocalActor(), "U", "assets:read")
+	inv.id = k.ID
+	if _, err := f.svc.Revoke(context.Background(), keystore.LocalActor(), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if inv.calls != 1 {
+		t.Fatalf("got %d Invalidate calls, want 1", inv.calls)
+	}
+}
+
 func TestFormatDuration(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -205,6 +205,12 @@ func (a *Authenticator) load(ctx context.Context, d *Digest) (*Principal, error)
 			} else {
 				a.cache.Set(cacheKey(d), e, 1)
 			}
+			// An invalidation that ran between the check and the Set has
+			// already deleted the entry; the Set would bring it back.
+			// ristretto applies a Del after a Set, so delete again.
+			if a.gen.Load() != gen {
+				a.cache.Del(cacheKey(d))
+			}
 		}
 		return p, nil
 	})

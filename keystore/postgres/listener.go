@@ -16,8 +16,13 @@ import (
 )
 
 const (
+	// Reconnect attempts back off from reconnectMin to reconnectMax (each
+	// jittered to between half and all of it). reconnectMax bounds how
+	// long after the database returns the listener replays what it missed:
+	// an instance must recover within 5s of an outage (DESIGN §5), and a
+	// reconnect every 1–2s per instance costs the server nothing.
 	reconnectMin = 250 * time.Millisecond
-	reconnectMax = 10 * time.Second
+	reconnectMax = 2 * time.Second
 	replayPage   = 1000
 )
 

@@ -944,7 +944,23 @@ func (s *Service) Get(ctx context.Context, a Actor, id string) (*Key, error) {
 	if err := mayRead(a, k); err != nil {
 		return nil, err
 	}
+	s.withPendingLastUse(k)
 	return k, nil
+}
+
+// withPendingLastUse moves LastUsedAt forward to this instance's latest
+// unflushed request, so "last used" is exact before the next flush.
+func (s *Service) withPendingLastUse(k *Key) {
+	if s.Pending == nil {
+		return
+	}
+	for _, u := range s.Pending.PendingUsage(k.ID) {
+		if u.LastUsed.IsZero() || (k.LastUsedAt != nil && !u.LastUsed.After(*k.LastUsedAt)) {
+			continue
+		}
+		t := u.LastUsed.UTC().Truncate(time.Second)
+		k.LastUsedAt = &t
+	}
 }
 
 // List returns a page of keys and the next cursor ("" at the end). A
@@ -971,6 +987,9 @@ func (s *Service) List(ctx context.Context, a Actor, f ListFilter) ([]*Key, stri
 	keys, next, err := s.Store.ListKeys(ctx, f)
 	if err != nil {
 		return nil, "", cursorErr(err, f.Cursor, "key list")
+	}
+	for _, k := range keys {
+		s.withPendingLastUse(k)
 	}
 	return keys, next, nil
 }

@@ -606,6 +606,30 @@ func TestUsage(t *testing.T) {
 	wantKind(t, err, keystore.KindNotFound)
 }
 
+func TestLastUsedIncludesPending(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	local := keystore.LocalActor()
+	k, _ := f.create(t, local, "U", "assets:read")
+	used := time.Date(2026, 11, 23, 9, 30, 15, 500, time.UTC)
+	f.svc.Pending = pending{k.ID: {{KeyID: k.ID, Day: used.Truncate(24 * time.Hour), Requests: 1, LastUsed: used}}}
+	got, err := f.svc.Get(ctx, local, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LastUsedAt == nil || !got.LastUsedAt.Equal(used.Truncate(time.Second)) {
+		t.Fatalf("Get: last_used_at %v, want %v", got.LastUsedAt, used.Truncate(time.Second))
+	}
+	keys, _, err := f.svc.List(ctx, local, keystore.ListFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0].LastUsedAt == nil || !keys[0].LastUsedAt.Equal(used.Truncate(time.Second)) {
+		t.Fatalf("List: got %+v, want last_used_at %v", keys, used)
+	}
+}
+
 func TestStoreErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

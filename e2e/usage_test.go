@@ -490,7 +490,7 @@ func TestUsageCrashLosesAtMostOneFlushInterval(t *testing.T) {
 			t.Fatalf("request %d: got %d (%s), want 200", i, code, body)
 		}
 	}
-	time.Sleep(2500 * time.Millisecond) // one interval, and time for the flush
+	time.Sleep(3 * time.Second) // one interval, and ample time for the flush
 	in.usageKill()
 	in.usageRestart()
 	if got := in.usageOf(k.ID); got != n {

@@ -83,7 +83,7 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		return err
 	}
 	if !p.Rights.Admin && !p.Rights.Self {
-		return fail(w, r, forbidden("this API key has no admin rights (keys:admin or keys:self)"), 0)
+		return fail(w, r, errNotAdmin, 0)
 	}
 	actor := keystore.KeyActor(p.Key, p.Rights)
 	h.app.admin.ServeHTTP(w, r2.WithContext(admin.WithActor(r2.Context(), actor)))

@@ -18,30 +18,37 @@ type apiError struct {
 	status  int
 	code    string
 	message string
+	body    []byte // the default JSON body, rendered once
+}
+
+func newAPIError(status int, code, message string) *apiError {
+	e := &apiError{status: status, code: code, message: message}
+	e.body = errorBody(e)
+	return e
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
 
+// The errors of the request path, rendered once: no allocation to refuse.
 var (
-	errUnauthorized = &apiError{http.StatusUnauthorized, "invalid_api_key", admin.UnauthorizedMessage}
-	errUnavailable  = &apiError{http.StatusServiceUnavailable, "store_unavailable", "the key store is unavailable; try again shortly"}
+	errUnauthorized = &apiError{status: http.StatusUnauthorized, code: "invalid_api_key", message: admin.UnauthorizedMessage,
+		body: admin.UnauthorizedBody} // the admin API's 401, byte for byte: every 401 is identical
+	errUnavailable = newAPIError(http.StatusServiceUnavailable, "store_unavailable", "the key store is unavailable; try again shortly")
 	// errTooManyFailures answers clients that sent too many invalid keys.
-	errTooManyFailures = &apiError{http.StatusTooManyRequests, "rate_limited", "too many requests with invalid API keys from this client; retry later"}
+	errTooManyFailures = newAPIError(http.StatusTooManyRequests, "rate_limited", "too many requests with invalid API keys from this client; retry later")
+	errRateLimited     = newAPIError(http.StatusTooManyRequests, "rate_limited", "rate limit exceeded for this API key; retry later")
+	errQuotaExceeded   = newAPIError(http.StatusTooManyRequests, "quota_exceeded", "quota exhausted for this API key in the current period")
+	errForbiddenRead   = newAPIError(http.StatusForbidden, "forbidden", "this API key has no read access to this path")
+	errForbiddenWrite  = newAPIError(http.StatusForbidden, "forbidden", "this API key has no write access to this path")
+	errNoCredential    = newAPIError(http.StatusForbidden, "forbidden", "no upstream credential is configured for this key's user")
+	errNotAdmin        = newAPIError(http.StatusForbidden, "forbidden", "this API key has no admin rights (keys:admin or keys:self)")
 )
-
-func forbidden(msg string) *apiError { return &apiError{http.StatusForbidden, "forbidden", msg} }
 
 // errorBody renders {"error":{"code":…,"message":…}}.
 func errorBody(e *apiError) []byte {
 	b, _ := json.Marshal(map[string]any{"error": map[string]string{"code": e.code, "message": e.message}})
 	return append(b, '\n')
 }
-
-// Bodies of the fixed errors, rendered once: every 401 is byte-identical.
-var (
-	unauthorizedBody = admin.UnauthorizedBody // the admin API's 401, byte for byte
-	unavailableBody  = errorBody(errUnavailable)
-)
 
 // fail answers an error the Caddy way. Headers are set first so they
 // survive either path. When the site has handle_errors routes, the error is
@@ -65,16 +72,9 @@ func fail(w http.ResponseWriter, r *http.Request, e *apiError, retryAfter time.D
 	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv != nil && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
 		return caddyhttp.Error(e.status, e)
 	}
-	body := unauthorizedBody
-	switch {
-	case e == errUnavailable:
-		body = unavailableBody
-	case e != errUnauthorized:
-		body = errorBody(e)
-	}
 	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Content-Length", strconv.Itoa(len(e.body)))
 	w.WriteHeader(e.status)
-	_, _ = w.Write(body) // a client that went away is not an error worth logging
+	_, _ = w.Write(e.body) // a client that went away is not an error worth logging
 	return nil
 }

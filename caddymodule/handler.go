@@ -84,23 +84,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if _, ok := h.app.areas.Allowed(&p.Rights, keystore.CleanPath(r.URL.Path), need); !ok {
 		h.debug("key not allowed here", k, r)
 		h.app.res.count(resultForbidden)
-		return fail(w, r, forbidden("this API key has no "+need.String()+" access to this path"), 0)
+		if need == keystore.LevelWrite {
+			return fail(w, r, errForbiddenWrite, 0)
+		}
+		return fail(w, r, errForbiddenRead, 0)
 	}
 	cred, hasCred := h.app.credential(k.User)
 	if h.RequireUpstreamCredential && !hasCred {
 		h.app.res.count(resultForbidden)
-		return fail(w, r, forbidden("no upstream credential is configured for this key's user"), 0)
+		return fail(w, r, errNoCredential, 0)
 	}
 	now := time.Now()
 	{
 		d := h.app.res.limiter.AdmitDefaults(k, now, h.defRate, h.defQuota)
 		if !d.Allowed {
 			h.app.res.count(resultLimited)
-			msg := "rate limit exceeded; retry later"
-			if d.Code == "quota_exceeded" {
-				msg = "quota exhausted for this period"
+			e := errRateLimited
+			if d.Code == keystore.CodeQuotaExceeded {
+				e = errQuotaExceeded
 			}
-			return fail(w, r, &apiError{http.StatusTooManyRequests, d.Code, msg}, d.RetryAfter)
+			return fail(w, r, e, d.RetryAfter)
 		}
 		if d.Limited {
 			hd := w.Header()
@@ -114,10 +117,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	h.ex.scrub(r, &ex)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("apikey.id", k.ID)
-	repl.Set("apikey.name", k.Name)
-	repl.Set("apikey.user", k.User)
-	repl.Set("http.auth.user.id", k.User)
+	// Boxed once per cached key: setting them does not allocate.
+	repl.Set("apikey.id", p.Vars.ID)
+	repl.Set("apikey.name", p.Vars.Name)
+	repl.Set("apikey.user", p.Vars.User)
+	repl.Set("http.auth.user.id", p.Vars.User)
 	if hasCred {
 		repl.Set("apikey.upstream_credential", cred)
 	}

@@ -21,6 +21,16 @@ var ErrInvalidKey = errors.New("invalid api key")
 type Principal struct {
 	Key    *Key
 	Rights Rights
+	// Vars are the key's id, name and user as interface values, boxed
+	// once when the key is loaded, for callers that store them as `any`
+	// on every request (Caddy's placeholders).
+	Vars struct{ ID, Name, User any }
+}
+
+func newPrincipal(k *Key, rights Rights) *Principal {
+	p := &Principal{Key: k, Rights: rights}
+	p.Vars.ID, p.Vars.Name, p.Vars.User = k.ID, k.Name, k.User
+	return p
 }
 
 // AuthOptions configures an Authenticator. Zero values mean the defaults.
@@ -189,7 +199,7 @@ func (a *Authenticator) load(ctx context.Context, d *Digest) (*Principal, error)
 				// A stored key with unparsable rights grants nothing.
 				rights = Rights{}
 			}
-			p = &Principal{Key: k, Rights: rights}
+			p = newPrincipal(k, rights)
 		case errors.Is(err, ErrNotFound):
 		default:
 			a.lookupErrors.Add(1)

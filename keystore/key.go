@@ -34,8 +34,16 @@ const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 // Digest is the SHA-256 of a key: the only form in which keys are stored.
 type Digest [sha256.Size]byte
 
-// DigestOf returns SHA-256(key).
-func DigestOf(key string) Digest { return sha256.Sum256([]byte(key)) }
+// DigestOf returns SHA-256(key). Keys up to 128 bytes are hashed from a
+// stack buffer, so the request path does not allocate.
+func DigestOf(key string) Digest {
+	var buf [128]byte
+	if len(key) <= len(buf) {
+		n := copy(buf[:], key)
+		return sha256.Sum256(buf[:n])
+	}
+	return sha256.Sum256([]byte(key))
+}
 
 // Hex returns the lowercase hex form of the digest.
 func (d Digest) Hex() string { return hex.EncodeToString(d[:]) }

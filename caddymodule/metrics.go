@@ -52,8 +52,21 @@ func newHistograms() (lookup, flush prometheus.Histogram) {
 // collector exposes the resources' counters.
 type collector struct{ res *resources }
 
+// Describe lists every descriptor Collect may ever send. It must not be
+// derived from Collect (prometheus.DescribeByCollect): the collector is
+// registered in Provision, before Start opens the store, when Collect sends
+// only keygate_requests_total; every metric added later would then be
+// "collected with unregistered descriptor" and fail the whole /metrics
+// scrape with 500.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	prometheus.DescribeByCollect(c, ch)
+	for _, d := range []*prometheus.Desc{
+		descRequests, descCacheHits, descCacheMisses, descStoreErrors, descStaleServed,
+		descPending, descFailBlocked, descInvalidationLag, descResyncs, descFeedConnected,
+	} {
+		ch <- d
+	}
+	c.res.lookupHist.Describe(ch)
+	c.res.flushHist.Describe(ch)
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {

@@ -2,10 +2,12 @@ package postgres
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -141,8 +143,12 @@ func recordChange(ctx context.Context, tx pgx.Tx, keyID string, ds ...keystore.D
 			bs = append(bs, d[:])
 		}
 	}
+	hexes := make([]string, len(bs))
+	for i, b := range bs {
+		hexes[i] = hex.EncodeToString(b)
+	}
 	_, err := tx.Exec(ctx, `WITH c AS (INSERT INTO key_changes (key_id, digests) VALUES ($1, $2) RETURNING seq)
-		SELECT pg_notify('`+Channel+`', seq::text) FROM c`, keyID, bs)
+		SELECT pg_notify('`+Channel+`', seq::text || ' ' || $3::text) FROM c`, keyID, bs, strings.Join(hexes, ","))
 	return err
 }
 

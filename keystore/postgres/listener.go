@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,8 +76,9 @@ type ListenerStats struct {
 // Listen starts a Listener. Changes with a sequence above lastSeq are
 // replayed at the first connect; 0 replays the whole retained log, which is
 // cheap and right for a fresh cache. fn is called from the listener's
-// goroutine, one call per replayed page, with the current and previous
-// digests of the changed keys. The listener stops when ctx is done, on
+// goroutine, once per notification as it arrives and once per replayed
+// page, with the current and previous digests of the changed keys (so a
+// digest may be handed over twice). The listener stops when ctx is done, on
 // Listener.Close or on Store.Close.
 func (s *Store) Listen(ctx context.Context, lastSeq int64, fn func(digests []keystore.Digest)) *Listener {
 	ctx, cancel := context.WithCancel(ctx)
@@ -187,11 +189,17 @@ func (l *Listener) session(ctx context.Context, reconnect bool) (connected bool,
 
 	for {
 		wctx, cancel := context.WithTimeout(ctx, l.s.opts.ListenPoll)
-		_, err := conn.WaitForNotification(wctx)
+		note, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case err == nil:
 			l.notifications.Add(1)
+			// Evict at once from the payload: the replay below costs two
+			// round trips more. It still runs, in log order, and advances
+			// the sequence.
+			if ds := payloadDigests(note.Payload); len(ds) > 0 {
+				l.fn(ds)
+			}
 		case ctx.Err() != nil:
 			return true, nil
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
@@ -204,6 +212,24 @@ func (l *Listener) session(ctx context.Context, reconnect bool) (connected bool,
 			return true, err
 		}
 	}
+}
+
+// payloadDigests parses the digests of a notification payload, "<seq>
+// <hex>,<hex>…"; nil if there are none or the payload is not of that form.
+func payloadDigests(payload string) []keystore.Digest {
+	_, list, ok := strings.Cut(payload, " ")
+	if !ok || list == "" {
+		return nil
+	}
+	var ds []keystore.Digest
+	for h := range strings.SplitSeq(list, ",") {
+		d, err := keystore.ParseDigestHex(h)
+		if err != nil {
+			return nil
+		}
+		ds = append(ds, d)
+	}
+	return ds
 }
 
 // replay applies change log rows after the last applied sequence and

@@ -40,7 +40,8 @@ import (
 )
 
 // Channel is the NOTIFY channel of the change log; the payload is the
-// sequence number of the change.
+// sequence number of the change, a space and the changed digests in hex,
+// comma-separated.
 const Channel = "keygate_changes"
 
 // Defaults of Options.

@@ -82,6 +82,14 @@ type LimiterOptions struct {
 // concurrently on one instance, between Admit and Meter.Count, may also pass
 // the last unit of a quota together.
 //
+// A read of the stored total is matched with this instance's counts (see
+// Limiter.read), so each of its requests counts exactly once: a read that a
+// flush overlapped waits for the flush and reads again. While a batch whose
+// flush failed is pending (the store may have committed it before the
+// error), a refresh keeps the last exact total, as a new read might or
+// might not include the batch; a first read of a period then counts the
+// batch as not stored, erring high until the next flush resolves it.
+//
 // When the store cannot be read, the last total read for the period is
 // kept (this instance's own usage since is still exact). With no total read
 // yet for the period, the quota counts only what this instance committed and
@@ -179,6 +187,7 @@ type quotaSnap struct {
 	next     int64  // unix ns of the next period's first instant
 	at       int64  // unix ns of the read (or failed attempt)
 	known    bool   // stored and base are from a successful read
+	exact    bool   // and the read was settled (see Limiter.read)
 	stored   int64  // stored total of the period
 	base     int64  // this instance's committed count of the period before the read
 }
@@ -307,11 +316,10 @@ func (l *Limiter) quotaUsed(e *limitEntry, keyID string, q *Quota, now time.Time
 	}
 	used := s.stored
 	if me := e.me; me != nil {
-		// Local before committed: Meter.commit raises committed before it
-		// releases held counts, so a request may be seen twice for an
-		// instant but never missed.
-		used += me.local(s.startDay)
-		used += max(me.committed(month, s.period)-s.base, 0)
+		// One consistent view: each of this instance's requests is
+		// either counted locally or committed, never both nor neither.
+		local, committed := me.own(s.startDay, month, s.period)
+		used += local + max(committed-s.base, 0)
 	}
 	return used, time.Duration(s.next - nowNs)
 }
@@ -361,33 +369,58 @@ func (l *Limiter) readAsync(e *limitEntry, keyID string, old *quotaSnap, now tim
 			l.logger.Warn("refreshing quota usage failed; using the last known total",
 				zap.String("key_id", keyID), zap.Error(err))
 		}
+		if s.known && !s.exact && old.exact {
+			// An unsettled read would count a batch of unknown outcome
+			// twice if the store has it; the last settled total is
+			// exact for this instance, so keep it until the batch is
+			// resolved (by the next Flush) and read again then.
+			s.known, s.exact, s.stored, s.base = old.known, old.exact, old.stored, old.base
+		}
 		e.quota.CompareAndSwap(old, &s)
 	}()
 }
 
 // read fills s with the stored total of [start, next) and this instance's
-// committed count taken before the read. Commits racing with the read may be
-// counted twice until the next read, never missed.
+// committed count of the period as of that total (base), so that the usage
+// is stored + (committed - base) + local, and reports in s.exact whether
+// that sum counts each of this instance's requests exactly once.
+//
+// It is exact when the read is settled: no batch with counts of the period
+// was in flight or of unknown outcome (failed: the store may have committed
+// it) when the read started, and none was collected or committed during it.
+// Otherwise the store may or may not include such a batch that the sum also
+// counts as held or as committed since base. When a Flush overlapped the
+// read, read waits for it and reads again; when a failed batch is still
+// pending, or StoreTimeout runs out, it keeps the unsettled total, which
+// errs high (a quota may refuse early), never low.
 func (l *Limiter) read(e *limitEntry, keyID string, s *quotaSnap) error {
-	var base int64
-	if e.me != nil {
-		base = e.me.committed(s.month, s.period)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	start, next := time.Unix(0, s.start).UTC(), time.Unix(0, s.next).UTC()
-	days, err := l.store.Usage(ctx, keyID, start, next.Add(-24*time.Hour))
-	if err != nil {
-		return fmt.Errorf("reading usage of key %s: %w", keyID, err)
-	}
-	var total int64
-	for _, d := range days {
-		if !d.Day.Before(start) && d.Day.Before(next) {
-			total += d.Requests
+	for attempt := 1; ; attempt++ {
+		var before readState
+		if e.me != nil {
+			before = e.me.readState(s.startDay, math.MaxUint64, s.month, s.period)
+		}
+		days, err := l.store.Usage(ctx, keyID, start, next.Add(-24*time.Hour))
+		if err != nil {
+			return fmt.Errorf("reading usage of key %s: %w", keyID, err)
+		}
+		var total int64
+		for _, d := range days {
+			if !d.Day.Before(start) && d.Day.Before(next) {
+				total += d.Requests
+			}
+		}
+		exact := true
+		if e.me != nil {
+			exact = settled(before, e.me.readState(s.startDay, math.MaxUint64, s.month, s.period))
+		}
+		if exact || attempt >= maxReadAttempts || !l.meter.readAgain(ctx, e.me, s.startDay, math.MaxUint64) {
+			s.known, s.exact, s.stored, s.base = true, exact, total, before.committed
+			return nil
 		}
 	}
-	s.known, s.stored, s.base = true, total, base
-	return nil
 }
 
 // Sweep forgets keys not seen for IdleAfter whose rate budget is full again

@@ -96,6 +96,9 @@ type Meter struct {
 
 	flushMu sync.Mutex
 	retry   *usageBatch // failed batch, resent unchanged by the next Flush
+	// flushing is closed when the running Flush returns; nil when none
+	// runs. Reads of the store wait on it to see a settled state.
+	flushing atomic.Pointer[chan struct{}]
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -137,11 +140,17 @@ type meterEntry struct {
 	spill  []dayCount // unflushed counts of days no slot holds any more
 	held   []dayCount // counts in a batch the store has not acknowledged
 	nextID string     // guarded by mu; the key id, for batches
+	// gen is bumped (under mu) whenever counts move into held (collect)
+	// or out of it into the committed words (commit), acks only by the
+	// latter: a read of the store that sees neither change nor held
+	// counts knows exactly which of this instance's counts it includes.
+	gen, acks uint64
 
 	// Counts this instance has committed to the store, per current period:
 	// dayIndex<<countBits|count and monthIndex<<countBits|count. Written
-	// only by Flush (under flushMu); the Limiter reads them to keep quota
-	// totals exact between its reads of the store.
+	// only by commit, under mu and together with the release of the held
+	// counts; the Limiter reads them to keep quota totals exact between
+	// its reads of the store.
 	committedDay   atomic.Uint64
 	committedMonth atomic.Uint64
 }
@@ -241,7 +250,12 @@ func (e *meterEntry) local(from uint64) int64 {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n = e.slotsSince(from)
+	return e.localLocked(from)
+}
+
+// localLocked is local with e.mu held.
+func (e *meterEntry) localLocked(from uint64) int64 {
+	n := e.slotsSince(from)
 	for _, l := range [2][]dayCount{e.spill, e.held} {
 		for _, dc := range l {
 			if dc.day >= from {
@@ -250,6 +264,148 @@ func (e *meterEntry) local(from uint64) int64 {
 		}
 	}
 	return n
+}
+
+// heldIn reports, with e.mu held, whether counts of days in [from, to] are
+// in a batch whose outcome is unknown: in flight, or failed (the store may
+// or may not have committed it).
+func (e *meterEntry) heldIn(from, to uint64) bool {
+	for _, dc := range e.held {
+		if dc.day >= from && dc.day <= to && dc.n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// readState is what a read of the store compares before and after itself.
+type readState struct {
+	gen, acks uint64
+	unsure    bool  // counts of the days read are held (outcome unknown)
+	committed int64 // committed count of the period asked for
+}
+
+// readState returns e's state for a store read of days [from, to]; a nil
+// entry has counted nothing yet.
+func (e *meterEntry) readState(from, to uint64, month bool, period uint64) readState {
+	if e == nil {
+		return readState{}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.readStateLocked(from, to, month, period)
+}
+
+func (e *meterEntry) readStateLocked(from, to uint64, month bool, period uint64) readState {
+	return readState{gen: e.gen, acks: e.acks, unsure: e.heldIn(from, to), committed: e.committed(month, period)}
+}
+
+// settled reports whether a store read made between before and after saw
+// exactly the counts of the entry committed by before: no batch of the days
+// read was in flight or of unknown outcome at the start, and none was
+// collected or committed during the read.
+func settled(before, after readState) bool {
+	return !before.unsure && before.gen == after.gen
+}
+
+// waitFlush waits for a running Flush, if any, to return. It reports false
+// when ctx is done first.
+func (m *Meter) waitFlush(ctx context.Context) bool {
+	if p := m.flushing.Load(); p != nil {
+		select {
+		case <-*p:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// readAgain is called after a store read that was not settled for e's days
+// [from, to]. It waits for a running Flush and reports whether reading again
+// may give a settled result: not when counts of those days are still held
+// with no Flush running, a failed batch that only the next Flush resolves,
+// nor when ctx is done.
+func (m *Meter) readAgain(ctx context.Context, e *meterEntry, from, to uint64) bool {
+	if !m.waitFlush(ctx) {
+		return false
+	}
+	return !e.readState(from, to, false, 0).unsure || m.flushing.Load() != nil
+}
+
+// maxReadAttempts bounds the store reads of one consistent read.
+const maxReadAttempts = 4
+
+// PendingUsageAfter calls read, which must read the stored usage of keyID on
+// days from to to (UTC), and returns this instance's counts of keyID the
+// result of read does not include, per UTC day, ascending, like
+// PendingUsage; read's error is returned as is.
+//
+// Reading the store and then PendingUsage can miss the counts of a Flush
+// that commits between the two (they are in neither), and can count a batch
+// twice that the store committed but has not acknowledged yet (it is in
+// both). PendingUsageAfter instead notes which of the key's counts are
+// committed or held before read and after it: when a Flush of the key's
+// counts overlapped the read it waits for that Flush and reads again. When a
+// failed batch of those days is pending (committed or not: only the next
+// Flush tells), the answer counts it as not included, so it errs high,
+// never low.
+func (m *Meter) PendingUsageAfter(ctx context.Context, keyID string, from, to time.Time, read func(context.Context) error) ([]UsageDelta, error) {
+	fd, td := dayIndex(from), dayIndex(to)
+	for attempt := 1; ; attempt++ {
+		before := m.lookup(keyID).readState(fd, td, false, 0)
+		if err := read(ctx); err != nil {
+			return nil, err
+		}
+		e := m.lookup(keyID)
+		if e == nil {
+			return nil, nil // entries are never removed: none before either
+		}
+		e.mu.Lock()
+		after := e.readStateLocked(fd, td, false, 0)
+		// Without an acknowledgement during the read, every count the
+		// read missed is still pending: an answer that errs high only by
+		// held batches, of unknown outcome.
+		// (Flushes committing the key's counts during every one of many
+		// reads in a row would need a read slower than the flush
+		// interval: then take the last answer rather than loop on.)
+		bound := before.acks == after.acks &&
+			(attempt >= maxReadAttempts || (after.unsure && m.flushing.Load() == nil)) ||
+			attempt >= 4*maxReadAttempts
+		var days []dayCount
+		ok := settled(before, after) || bound
+		if ok {
+			days = e.pendingLocked()
+		}
+		e.mu.Unlock()
+		if ok {
+			return e.deltas(keyID, days), nil
+		}
+		if !m.waitFlush(ctx) {
+			return nil, fmt.Errorf("reading usage of key %s consistently with its unflushed counts: %w", keyID, ctx.Err())
+		}
+	}
+}
+
+// own returns, as one consistent view, the counts local(from) returns and
+// the count committed in period (see committed): a request is in exactly
+// one of them, never in both and never in neither, even while a Flush
+// commits. Lock-free and allocation-free unless counts are held or spilled.
+func (e *meterEntry) own(from uint64, month bool, period uint64) (local, committed int64) {
+	c := e.committed(month, period)
+	n := e.slotsSince(from)
+	if !e.extra.Load() {
+		// A count read in a slot and committed since would have changed
+		// the committed word between the two loads; a count moved out of
+		// the slots before they were read was committed before extra was
+		// cleared again (see local), so the second load sees it.
+		if c2 := e.committed(month, period); c2 == c {
+			return n, c
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.localLocked(from), e.committed(month, period)
 }
 
 func (e *meterEntry) slotsSince(from uint64) int64 {
@@ -264,12 +420,21 @@ func (e *meterEntry) slotsSince(from uint64) int64 {
 
 // PendingUsage returns this instance's counts of keyID not yet acknowledged
 // by the store, one delta per UTC day, ascending; nil if there are none.
+// To add them to a read of the store, use PendingUsageAfter: a flush may
+// commit counts between the two reads.
 func (m *Meter) PendingUsage(keyID string) []UsageDelta {
 	e := m.lookup(keyID)
 	if e == nil {
 		return nil
 	}
 	e.mu.Lock()
+	days := e.pendingLocked()
+	e.mu.Unlock()
+	return e.deltas(keyID, days)
+}
+
+// pendingLocked returns the unacknowledged counts per day, e.mu held.
+func (e *meterEntry) pendingLocked() []dayCount {
 	var days []dayCount
 	for i := range e.slots {
 		w := e.slots[i].Load()
@@ -282,7 +447,11 @@ func (m *Meter) PendingUsage(keyID string) []UsageDelta {
 			days = addDay(days, dc.day, dc.n)
 		}
 	}
-	e.mu.Unlock()
+	return days
+}
+
+// deltas turns per-day counts into deltas of keyID, ascending; nil if none.
+func (e *meterEntry) deltas(keyID string, days []dayCount) []UsageDelta {
 	if len(days) == 0 {
 		return nil
 	}
@@ -350,6 +519,12 @@ type usageBatch struct {
 func (m *Meter) Flush(ctx context.Context) (err error) {
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
+	done := make(chan struct{})
+	m.flushing.Store(&done)
+	defer func() {
+		m.flushing.Store(nil)
+		close(done)
+	}()
 	if m.onFlush != nil {
 		start := time.Now()
 		defer func() { m.onFlush(time.Since(start), err) }()
@@ -418,6 +593,9 @@ func (m *Meter) collect() *usageBatch {
 		for _, dc := range days {
 			e.held = addDay(e.held, dc.day, dc.n)
 		}
+		if len(days) > 0 {
+			e.gen++
+		}
 		e.extra.Store(len(e.held) > 0)
 		e.mu.Unlock()
 		id := k.(string)
@@ -443,19 +621,19 @@ func (m *Meter) collect() *usageBatch {
 	return b
 }
 
-// commit records an acknowledged batch: the committed-period words first,
-// then the held counts are released, so a quota check (which reads local
-// counts before committed ones) may briefly count a request twice but never
-// miss it.
+// commit records an acknowledged batch: for each delta, under its entry's
+// mu, the committed-period words are raised and the held count is released
+// together, so a view taken under mu (or validated as in own) sees every
+// request exactly once.
 func (m *Meter) commit(b *usageBatch) {
-	for _, it := range b.items {
-		bumpCommitted(&it.e.committedDay, dayIndex(it.delta.Day), it.delta.Requests)
-		bumpCommitted(&it.e.committedMonth, monthIndex(it.delta.Day), it.delta.Requests)
-	}
 	for _, it := range b.items {
 		e := it.e
 		day := dayIndex(it.delta.Day)
 		e.mu.Lock()
+		bumpCommitted(&e.committedDay, day, it.delta.Requests)
+		bumpCommitted(&e.committedMonth, monthIndex(it.delta.Day), it.delta.Requests)
+		e.gen++
+		e.acks++
 		for i := range e.held {
 			if e.held[i].day == day {
 				e.held[i].n -= it.delta.Requests

@@ -452,3 +452,245 @@ func TestMeterCloseGivesUp(t *testing.T) {
 		t.Fatalf("pending after failed Close: got %d, want 1", got)
 	}
 }
+
+// gate holds one store call: it closes entered when the call arrives and
+// waits for release. With readFirst a Usage call reads before it waits, so
+// it returns what the store held when it arrived.
+type gate struct {
+	entered, release chan struct{}
+	readFirst        bool
+}
+
+func newGate() *gate { return &gate{entered: make(chan struct{}), release: make(chan struct{})} }
+
+func (g *gate) hold() {
+	close(g.entered)
+	<-g.release
+}
+
+// gateStore is a usageStore whose next Usage or AddUsage call can be held
+// by a gate, to force an interleaving of reads and flushes. A held AddUsage
+// has committed: it is a flush in flight whose acknowledgement is pending.
+type gateStore struct {
+	*usageStore
+	usageGate, addGate atomic.Pointer[gate]
+}
+
+func (s *gateStore) Usage(ctx context.Context, id string, from, to time.Time) ([]DayUsage, error) {
+	g := s.usageGate.Swap(nil)
+	if g != nil && g.readFirst {
+		days, err := s.usageStore.Usage(ctx, id, from, to)
+		g.hold()
+		return days, err
+	}
+	if g != nil {
+		g.hold()
+	}
+	return s.usageStore.Usage(ctx, id, from, to)
+}
+
+func (s *gateStore) AddUsage(ctx context.Context, batchID string, deltas []UsageDelta) error {
+	err := s.usageStore.AddUsage(ctx, batchID, deltas)
+	if g := s.addGate.Swap(nil); g != nil {
+		g.hold()
+	}
+	return err
+}
+
+func (s *usageStore) readCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads
+}
+
+// pendingAfter is PendingUsageAfter with a read of s, returning the stored
+// total and the pending total of key_a on Nov 23.
+func pendingAfter(t *testing.T, m *Meter, s Store) (stored, pending int64) {
+	t.Helper()
+	day := utcDay(2026, 11, 23)
+	deltas, err := m.PendingUsageAfter(context.Background(), "key_a", day, day, func(ctx context.Context) error {
+		days, err := s.Usage(ctx, "key_a", day, day)
+		stored = 0 // read again
+		for _, d := range days {
+			stored += d.Requests
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("PendingUsageAfter: %v", err)
+	}
+	for _, d := range deltas {
+		pending += d.Requests
+	}
+	return stored, pending
+}
+
+func TestMeterPendingUsageAfterFlushDuringRead(t *testing.T) {
+	t.Parallel()
+	s := &gateStore{usageStore: newUsageStore()}
+	m := NewMeter(s, MeterOptions{})
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	for range 3 {
+		m.Count("key_a", now)
+	}
+	// The read sees the store before a flush that then commits all 3
+	// and releases them before the pending counts are read: they would
+	// be in neither.
+	g := &gate{entered: make(chan struct{}), release: make(chan struct{}), readFirst: true}
+	s.usageGate.Store(g)
+	type result struct{ stored, pending int64 }
+	done := make(chan result)
+	go func() {
+		st, p := pendingAfter(t, m, s)
+		done <- result{st, p}
+	}()
+	<-g.entered
+	if err := m.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	close(g.release)
+	if r := <-done; r.stored+r.pending != 3 {
+		t.Fatalf("stored %d + pending %d: want 3 in all", r.stored, r.pending)
+	}
+	if n := s.readCount(); n != 2 {
+		t.Fatalf("store reads: got %d, want 2 (the first overlapped a flush)", n)
+	}
+}
+
+func TestMeterPendingUsageAfterFlushInFlight(t *testing.T) {
+	t.Parallel()
+	s := &gateStore{usageStore: newUsageStore()}
+	m := NewMeter(s, MeterOptions{})
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	for range 3 {
+		m.Count("key_a", now)
+	}
+	// The store has committed the batch but Flush has not had the
+	// acknowledgement: the 3 are both stored and held.
+	g := newGate()
+	s.addGate.Store(g)
+	flushed := make(chan error)
+	go func() { flushed <- m.Flush(context.Background()) }()
+	<-g.entered
+	type result struct{ stored, pending int64 }
+	done := make(chan result)
+	go func() {
+		st, p := pendingAfter(t, m, s)
+		done <- result{st, p}
+	}()
+	for s.readCount() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("answered %+v while the flush was in flight; want it to wait", r)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(g.release)
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if r := <-done; r.stored != 3 || r.pending != 0 {
+		t.Fatalf("got stored %d + pending %d, want 3 + 0", r.stored, r.pending)
+	}
+}
+
+func TestMeterPendingUsageAfterFailedBatch(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	t.Run("not committed", func(t *testing.T) {
+		t.Parallel()
+		s := newUsageStore()
+		m := NewMeter(s, MeterOptions{})
+		for range 3 {
+			m.Count("key_a", now)
+		}
+		s.fail(ErrUnavailable)
+		if err := m.Flush(context.Background()); err == nil {
+			t.Fatal("Flush: got nil, want an error")
+		}
+		if st, p := pendingAfter(t, m, s); st != 0 || p != 3 {
+			t.Fatalf("got stored %d + pending %d, want 0 + 3", st, p)
+		}
+	})
+	t.Run("committed, acknowledgement lost", func(t *testing.T) {
+		t.Parallel()
+		s := &lostAckStore{usageStore: newUsageStore(), lose: 1}
+		m := NewMeter(s, MeterOptions{})
+		for range 3 {
+			m.Count("key_a", now)
+		}
+		if err := m.Flush(context.Background()); err == nil {
+			t.Fatal("Flush: got nil, want the lost acknowledgement")
+		}
+		// Only the next flush can tell whether the store has the
+		// batch: until then the answer errs high, never low.
+		if st, p := pendingAfter(t, m, s); st != 3 || p != 3 {
+			t.Fatalf("got stored %d + pending %d, want 3 + 3 (unknown outcome counted as pending)", st, p)
+		}
+		if err := m.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		if st, p := pendingAfter(t, m, s); st != 3 || p != 0 {
+			t.Fatalf("after the retry: got stored %d + pending %d, want 3 + 0", st, p)
+		}
+	})
+}
+
+func TestMeterPendingUsageAfterReadError(t *testing.T) {
+	t.Parallel()
+	m := NewMeter(newUsageStore(), MeterOptions{})
+	m.Count("key_a", time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	day := utcDay(2026, 11, 23)
+	_, err := m.PendingUsageAfter(context.Background(), "key_a", day, day, func(context.Context) error { return ErrUnavailable })
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want the read's error", err)
+	}
+	got, err := m.PendingUsageAfter(context.Background(), "key_none", day, day, func(context.Context) error { return nil })
+	if err != nil || got != nil {
+		t.Fatalf("unknown key: got %v, %v; want nil, nil", got, err)
+	}
+}
+
+// TestMeterOwnViewExact checks that a quota's view of this instance's
+// requests (local plus committed) counts each exactly once while flushes
+// move them from one to the other.
+func TestMeterOwnViewExact(t *testing.T) {
+	t.Parallel()
+	m := NewMeter(newUsageStore(), MeterOptions{})
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	e := m.entry("key_a")
+	day := dayIndex(now)
+	var started, counted atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			started.Add(1)
+			m.Count("key_a", now)
+			counted.Add(1)
+			if err := m.Flush(context.Background()); err != nil {
+				t.Errorf("Flush: %v", err)
+				return
+			}
+		}
+	}()
+	for range 20000 {
+		lo := counted.Load()
+		local, committed := e.own(day, false, day)
+		hi := started.Load()
+		if n := local + committed; n < lo || n > hi {
+			close(stop)
+			<-done
+			t.Fatalf("local %d + committed %d = %d, want between %d and %d", local, committed, n, lo, hi)
+		}
+	}
+	close(stop)
+	<-done
+}

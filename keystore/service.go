@@ -1005,7 +1005,9 @@ func ParseDay(field, v string) (time.Time, error) {
 
 // Usage returns the requests of key id per UTC day in [from, to], every day
 // included (zero when idle), the stored totals plus this instance's
-// unflushed counts. Zero from/to mean the last 30 days up to today.
+// unflushed counts, read consistently with each other when Pending is a
+// Meter (see Meter.PendingUsageAfter). Zero from/to mean the last 30 days up
+// to today.
 func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.Time) ([]DayUsage, error) {
 	if _, err := s.Get(ctx, a, id); err != nil {
 		return nil, err
@@ -1024,7 +1026,24 @@ func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.T
 	if to.Sub(from) >= maxUsageDays*24*time.Hour {
 		return nil, invalidf("the range %s to %s is longer than %d days", from.Format(time.DateOnly), to.Format(time.DateOnly), maxUsageDays)
 	}
-	stored, err := s.Store.Usage(ctx, id, from, to)
+	var stored []DayUsage
+	read := func(ctx context.Context) (err error) {
+		stored, err = s.Store.Usage(ctx, id, from, to)
+		return err
+	}
+	// Reading the store and then the pending counts separately would miss
+	// the counts of a flush committing in between (in neither) and count
+	// twice a batch the store committed but has not acknowledged (in
+	// both): a Meter reads its pending counts consistently with the store.
+	var pending []UsageDelta
+	var err error
+	if p, ok := s.Pending.(interface {
+		PendingUsageAfter(ctx context.Context, keyID string, from, to time.Time, read func(context.Context) error) ([]UsageDelta, error)
+	}); ok {
+		pending, err = p.PendingUsageAfter(ctx, id, from, to, read)
+	} else if err = read(ctx); err == nil && s.Pending != nil {
+		pending = s.Pending.PendingUsage(id)
+	}
 	if err != nil {
 		return nil, serviceStoreErr(err, "usage of key "+id)
 	}
@@ -1032,12 +1051,10 @@ func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.T
 	for _, u := range stored {
 		counts[startOfDayUTC(u.Day)] += u.Requests
 	}
-	if s.Pending != nil {
-		for _, u := range s.Pending.PendingUsage(id) {
-			d := startOfDayUTC(u.Day)
-			if !d.Before(from) && !d.After(to) {
-				counts[d] += u.Requests
-			}
+	for _, u := range pending {
+		d := startOfDayUTC(u.Day)
+		if !d.Before(from) && !d.After(to) {
+			counts[d] += u.Requests
 		}
 	}
 	var out []DayUsage

@@ -1,0 +1,121 @@
+package keystore_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// holdStore holds its next Usage call (after reading) or AddUsage call
+// (after committing) until released, to force an interleaving of a usage
+// report with a Meter's flush.
+type holdStore struct {
+	keystore.Store
+	holdUsage, holdAdd atomic.Pointer[hold]
+	reads              atomic.Int64
+}
+
+type hold struct{ entered, release chan struct{} }
+
+func newHold() *hold { return &hold{make(chan struct{}), make(chan struct{})} }
+
+func (s *holdStore) Usage(ctx context.Context, id string, from, to time.Time) ([]keystore.DayUsage, error) {
+	days, err := s.Store.Usage(ctx, id, from, to)
+	s.reads.Add(1)
+	if h := s.holdUsage.Swap(nil); h != nil {
+		close(h.entered)
+		<-h.release
+	}
+	return days, err
+}
+
+func (s *holdStore) AddUsage(ctx context.Context, batchID string, deltas []keystore.UsageDelta) error {
+	err := s.Store.AddUsage(ctx, batchID, deltas)
+	if h := s.holdAdd.Swap(nil); h != nil {
+		close(h.entered)
+		<-h.release
+	}
+	return err
+}
+
+func usageToday(t *testing.T, f *fixture, id string) int64 {
+	t.Helper()
+	day := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	days, err := f.svc.Usage(context.Background(), keystore.LocalActor(), id, day, day)
+	if err != nil {
+		t.Errorf("Usage: %v", err)
+		return -1
+	}
+	return days[0].Requests
+}
+
+func TestUsageConsistentWithFlush(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	setup := func(t *testing.T) (*fixture, *holdStore, *keystore.Meter, string) {
+		f := newFixture(t)
+		k, _ := f.create(t, keystore.LocalActor(), "U", "assets:read")
+		s := &holdStore{Store: f.store}
+		f.svc.Store = s
+		m := keystore.NewMeter(s, keystore.MeterOptions{})
+		f.svc.Pending = m
+		for range 3 {
+			m.Count(k.ID, now)
+		}
+		return f, s, m, k.ID
+	}
+	t.Run("flush between the store read and the pending counts", func(t *testing.T) {
+		t.Parallel()
+		f, s, m, id := setup(t)
+		h := newHold()
+		s.holdUsage.Store(h)
+		got := make(chan int64)
+		go func() { got <- usageToday(t, f, id) }()
+		<-h.entered // read: 0 stored
+		if err := m.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		close(h.release) // now 0 pending
+		if n := <-got; n != 3 {
+			t.Fatalf("Usage: got %d, want 3", n)
+		}
+	})
+	t.Run("store read while a committed batch awaits its acknowledgement", func(t *testing.T) {
+		t.Parallel()
+		f, s, m, id := setup(t)
+		h := newHold()
+		s.holdAdd.Store(h)
+		flushed := make(chan error)
+		go func() { flushed <- m.Flush(context.Background()) }()
+		<-h.entered // 3 stored and 3 still pending
+		got := make(chan int64)
+		go func() { got <- usageToday(t, f, id) }()
+		for s.reads.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		close(h.release)
+		if err := <-flushed; err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		if n := <-got; n != 3 {
+			t.Fatalf("Usage: got %d, want 3", n)
+		}
+	})
+	t.Run("settled", func(t *testing.T) {
+		t.Parallel()
+		f, _, m, id := setup(t)
+		if n := usageToday(t, f, id); n != 3 {
+			t.Fatalf("Usage before flush: got %d, want 3", n)
+		}
+		if err := m.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		m.Count(id, now)
+		if n := usageToday(t, f, id); n != 4 {
+			t.Fatalf("Usage after flush: got %d, want 4", n)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -78,7 +79,7 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		h.app.admin.ServeHTTP(w, r2)
 		return nil
 	}
-	p, _, err := h.app.authenticate(w, r, &h.ex)
+	p, _, err := h.app.authenticate(w, r, &h.ex, time.Now())
 	if err != nil || p == nil {
 		return err
 	}

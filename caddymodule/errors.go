@@ -19,20 +19,37 @@ type apiError struct {
 	code    string
 	message string
 	body    []byte // the default JSON body, rendered once
+
+	codeAny any      // code, boxed once for the replacer
+	length  []string // Content-Length of body, shared read-only
+}
+
+// Shared read-only header values (capacity 1: an append never writes into
+// them).
+var (
+	hdrWWWAuthenticate = []string{`ApiKey realm="keygate"`}[:1:1]
+	hdrNoStore         = []string{"no-store"}[:1:1]
+	hdrJSON            = []string{"application/json"}[:1:1]
+)
+
+func (e *apiError) prepared() *apiError {
+	e.codeAny = e.code
+	e.length = []string{strconv.Itoa(len(e.body))}[:1:1]
+	return e
 }
 
 func newAPIError(status int, code, message string) *apiError {
 	e := &apiError{status: status, code: code, message: message}
 	e.body = errorBody(e)
-	return e
+	return e.prepared()
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
 
 // The errors of the request path, rendered once: no allocation to refuse.
 var (
-	errUnauthorized = &apiError{status: http.StatusUnauthorized, code: "invalid_api_key", message: admin.UnauthorizedMessage,
-		body: admin.UnauthorizedBody} // the admin API's 401, byte for byte: every 401 is identical
+	errUnauthorized = (&apiError{status: http.StatusUnauthorized, code: "invalid_api_key", message: admin.UnauthorizedMessage,
+		body: admin.UnauthorizedBody}).prepared() // the admin API's 401, byte for byte: every 401 is identical
 	errUnavailable = newAPIError(http.StatusServiceUnavailable, "store_unavailable", "the key store is unavailable; try again shortly")
 	// errTooManyFailures answers clients that sent too many invalid keys.
 	errTooManyFailures = newAPIError(http.StatusTooManyRequests, "rate_limited", "too many requests with invalid API keys from this client; retry later")
@@ -59,21 +76,21 @@ func errorBody(e *apiError) []byte {
 func fail(w http.ResponseWriter, r *http.Request, e *apiError, retryAfter time.Duration) error {
 	h := w.Header()
 	if e.status == http.StatusUnauthorized {
-		h.Set("WWW-Authenticate", `ApiKey realm="keygate"`)
+		h["Www-Authenticate"] = hdrWWWAuthenticate
 	}
 	if retryAfter > 0 {
 		secs := int64((retryAfter + time.Second - 1) / time.Second)
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
-	h.Set("Cache-Control", "no-store")
+	h["Cache-Control"] = hdrNoStore
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("apikey.error_code", e.code)
+		repl.Set("apikey.error_code", e.codeAny)
 	}
 	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv != nil && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
 		return caddyhttp.Error(e.status, e)
 	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(e.body)))
+	h["Content-Type"] = hdrJSON
+	h["Content-Length"] = e.length
 	w.WriteHeader(e.status)
 	_, _ = w.Write(e.body) // a client that went away is not an error worth logging
 	return nil

@@ -95,12 +95,15 @@ func (x *extractor) extract(r *http.Request, ex *extraction) {
 		}
 	}
 	if r.URL.RawQuery != "" {
-		forEachParam(r.URL.RawQuery, func(name, value string) {
+		forEachSegment(r.URL.RawQuery, func(seg string) {
+			// Decode the name only; the value only of a parameter we use.
+			name, value, _ := strings.Cut(seg, "=")
+			name = decodeComponent(name)
 			switch {
 			case name == "_method":
-				ex.overrides = append(ex.overrides, value)
+				ex.overrides = append(ex.overrides, decodeComponent(value))
 			case x.isQueryName(name):
-				ex.add(value)
+				ex.add(decodeComponent(value))
 				ex.inQuery = true
 			}
 		})

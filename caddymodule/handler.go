@@ -75,7 +75,8 @@ func (h *Handler) Validate() error { return h.KeySources.validate() }
 
 // ServeHTTP enforces DESIGN §1 steps 1–8.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	p, ex, err := h.app.authenticate(w, r, &h.ex)
+	now := time.Now()
+	p, ex, err := h.app.authenticate(w, r, &h.ex, now)
 	if err != nil || p == nil {
 		return err
 	}
@@ -94,7 +95,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.app.res.count(resultForbidden)
 		return fail(w, r, errNoCredential, 0)
 	}
-	now := time.Now()
 	{
 		d := h.app.res.limiter.AdmitDefaults(k, now, h.defRate, h.defQuota)
 		if !d.Allowed {
@@ -106,10 +106,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return fail(w, r, e, d.RetryAfter)
 		}
 		if d.Limited {
-			hd := w.Header()
-			hd.Set("RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
-			hd.Set("RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10))
-			hd.Set("RateLimit-Reset", strconv.FormatInt(int64((d.Reset+time.Second-1)/time.Second), 10))
+			setRateLimitHeaders(w.Header(), d.Limit, d.Remaining, int64((d.Reset+time.Second-1)/time.Second))
 		}
 	}
 	h.app.res.meter.Count(k.ID, now)
@@ -130,12 +127,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // authenticate runs steps 1–4 for both handlers. It returns a nil principal
 // and the result of fail when the request was refused.
-func (a *App) authenticate(w http.ResponseWriter, r *http.Request, x *extractor) (*keystore.Principal, extraction, error) {
+func (a *App) authenticate(w http.ResponseWriter, r *http.Request, x *extractor, now time.Time) (*keystore.Principal, extraction, error) {
 	var ex extraction
 	client := ""
 	if f := a.res.failures; f != nil {
 		client = clientIP(r)
-		if blocked, retry := f.Blocked(client, time.Now()); blocked {
+		if blocked, retry := f.Blocked(client, now); blocked {
 			a.res.count(resultLimited)
 			return nil, ex, fail(w, r, errTooManyFailures, retry)
 		}
@@ -144,7 +141,7 @@ func (a *App) authenticate(w http.ResponseWriter, r *http.Request, x *extractor)
 	if !ex.found || ex.ambiguous || !keystore.PlausibleKey(ex.key) {
 		return nil, ex, a.unauthorized(w, r, client)
 	}
-	p, err := a.res.auth.Authenticate(r.Context(), ex.key)
+	p, err := a.res.auth.AuthenticateAt(r.Context(), ex.key, now)
 	switch {
 	case err == nil:
 		return p, ex, nil
@@ -195,3 +192,20 @@ var (
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// setRateLimitHeaders sets the three headers with two allocations: one for
+// the digits, one for the value slices. Names are in canonical form.
+func setRateLimitHeaders(h http.Header, limit, remaining, reset int64) {
+	var buf [64]byte
+	b := strconv.AppendInt(buf[:0], limit, 10)
+	i := len(b)
+	b = strconv.AppendInt(b, remaining, 10)
+	j := len(b)
+	b = strconv.AppendInt(b, reset, 10)
+	digits := string(b)
+	vals := make([]string, 3)
+	vals[0], vals[1], vals[2] = digits[:i], digits[i:j], digits[j:]
+	h["Ratelimit-Limit"] = vals[0:1:1]
+	h["Ratelimit-Remaining"] = vals[1:2:2]
+	h["Ratelimit-Reset"] = vals[2:3:3]
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -325,18 +324,9 @@ func TestRejectBadChecksumWithoutStore(t *testing.T) {
 // TestConcurrentColdKeyOneLookup: 5,000 concurrent requests with the same
 // valid key, not yet cached, make exactly one store lookup (DESIGN §1 step 3:
 // singleflight), and all of them pass.
-//
-// Skipped until the Authenticator closes the window in which a request that
-// missed the cache starts a second flight: ristretto applies Set
-// asynchronously, so requests arriving just after the first flight returns
-// can still miss (seen: up to 261 lookups, in about 1 run in 20). The fix —
-// cache.Wait() after the fill inside the flight, and a cache re-check at the
-// start of the flight — is proposed in the issue 9 report; remove the skip
-// with it. Run it anyway with KEYGATE_TEST_COLD_KEY=1.
+// ristretto applies Set asynchronously, so the Authenticator waits for its
+// fill inside the flight and re-checks the cache at the start of a flight.
 func TestConcurrentColdKeyOneLookup(t *testing.T) {
-	if os.Getenv("KEYGATE_TEST_COLD_KEY") == "" {
-		t.Skip("known failure, see the comment; set KEYGATE_TEST_COLD_KEY=1 to run")
-	}
 	t.Parallel()
 	const n = 5000
 	rig := newBenchRig(t, benchOptions{})

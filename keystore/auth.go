@@ -134,7 +134,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (*Principa
 
 // AuthenticateDigest is Authenticate for an already computed digest.
 func (a *Authenticator) AuthenticateDigest(ctx context.Context, d *Digest) (*Principal, error) {
-	now := a.opts.Now()
+	return a.authenticateAt(ctx, d, a.opts.Now())
+}
+
+// AuthenticateAt is Authenticate with the caller's clock reading.
+func (a *Authenticator) AuthenticateAt(ctx context.Context, key string, now time.Time) (*Principal, error) {
+	d := DigestOf(key)
+	return a.authenticateAt(ctx, &d, now)
+}
+
+func (a *Authenticator) authenticateAt(ctx context.Context, d *Digest, now time.Time) (*Principal, error) {
 	e, ok := a.cache.Get(cacheKey(d))
 	if ok && subtle.ConstantTimeCompare(e.digest[:], d[:]) == 1 {
 		age := now.Sub(e.loadedAt)
@@ -177,6 +186,12 @@ func (a *Authenticator) load(ctx context.Context, d *Digest) (*Principal, error)
 	copy(sfKey[:], d[:])
 	binary.LittleEndian.PutUint64(sfKey[len(d):], gen)
 	v, err, _ := a.group.Do(string(sfKey[:]), func() (any, error) {
+		// A flight that finished just before this one started may have
+		// filled the cache after our caller missed it.
+		if e, ok := a.cache.Get(cacheKey(d)); ok && e.digest == *d &&
+			(e.principal == nil || a.opts.Now().Sub(e.loadedAt) <= a.opts.RefreshAfter) {
+			return e.principal, nil
+		}
 		select {
 		case a.sem <- struct{}{}:
 		case <-ctx.Done():
@@ -221,6 +236,10 @@ func (a *Authenticator) load(ctx context.Context, d *Digest) (*Principal, error)
 			if a.gen.Load() != gen {
 				a.cache.Del(cacheKey(d))
 			}
+			// ristretto applies writes asynchronously: wait, so requests
+			// arriving after this flight find the entry instead of
+			// starting another lookup.
+			a.cache.Wait()
 		}
 		return p, nil
 	})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strings"
+	"unsafe"
 )
 
 // Key format (DESIGN §2): <prefix>_<32 base62 random chars><6 base62 chars of CRC32>.
@@ -135,9 +136,14 @@ func ChecksumValid(key string) bool {
 	if !LooksGenerated(key) {
 		return false
 	}
+	return checksumOK(key)
+}
+
+// checksumOK checks the checksum of a key of generated shape.
+func checksumOK(key string) bool {
 	n := len(key) - checksumLen
 	var want [checksumLen]byte
-	putChecksum(want[:], crc32.ChecksumIEEE([]byte(key[:n])))
+	putChecksum(want[:], crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(key), n)))
 	return key[n:] == string(want[:])
 }
 
@@ -150,7 +156,7 @@ func PlausibleKey(key string) bool {
 		return false
 	}
 	if LooksGenerated(key) {
-		return ChecksumValid(key)
+		return checksumOK(key)
 	}
 	for i := 0; i < len(key); i++ {
 		if key[i] <= ' ' || key[i] >= 0x7f {

@@ -155,11 +155,30 @@ func PlausibleKey(key string) bool {
 	if len(key) < MinImportLen || len(key) > MaxKeyLen {
 		return false
 	}
-	if LooksGenerated(key) {
-		return checksumOK(key)
+	if looksPrefixed(key) {
+		// "<prefix>_<letters and digits>": a keygate key, possibly
+		// truncated or mistyped. Only an exact, checksummed one passes.
+		return LooksGenerated(key) && checksumOK(key)
 	}
 	for i := 0; i < len(key); i++ {
 		if key[i] <= ' ' || key[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// looksPrefixed reports whether key is "<1–8 letters/digits>_<letters and
+// digits>", the shape of a keygate key of any length. Such values are judged
+// offline (never as imported keys), so a truncated or mistyped key is
+// rejected without a store lookup.
+func looksPrefixed(key string) bool {
+	i := strings.IndexByte(key, '_')
+	if i < 1 || i > MaxPrefixLen || i == len(key)-1 {
+		return false
+	}
+	for j := 0; j < len(key); j++ {
+		if j != i && !isAlnum(key[j]) {
 			return false
 		}
 	}
@@ -183,7 +202,8 @@ func DisplayStart(key string) string {
 // CheckImportStrength explains why an outside key is too weak to import, or
 // returns nil. The rules: at least 32 printable ASCII characters without
 // spaces, at least 3 of the 4 classes (lower, upper, digit, symbol), at least
-// 12 distinct characters, and no generated-looking value with a bad checksum.
+// 12 distinct characters, and nothing of a keygate key's shape that is not
+// a valid keygate key.
 func CheckImportStrength(key string) error {
 	if len(key) < MinImportLen {
 		return fmt.Errorf("imported key is %d characters long; at least %d are required", len(key), MinImportLen)
@@ -221,8 +241,8 @@ func CheckImportStrength(key string) error {
 	if len(distinct) < 12 {
 		return fmt.Errorf("imported key has only %d distinct characters; at least 12 are required", len(distinct))
 	}
-	if LooksGenerated(key) && !ChecksumValid(key) {
-		return errors.New("imported key has the shape of a keygate key but its checksum is wrong; it would be rejected as malformed")
+	if looksPrefixed(key) && !ChecksumValid(key) {
+		return errors.New("imported key has the shape of a keygate key (prefix, underscore, letters and digits) but is not a valid one; such keys are checked offline and it would always be rejected")
 	}
 	return nil
 }

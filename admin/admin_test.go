@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/storetest"
 )
 
 const createBody = `{"name":"mx-integration","user":"MXINTADM","rights":["workorders:write","assets:read"],
@@ -23,7 +24,7 @@ const createBody = `{"name":"mx-integration","user":"MXINTADM","rights":["workor
 
 func TestUnauthenticated(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, newMemStore())
+	e := newEnv(t, storetest.NewMemory())
 	routes := []struct{ method, path string }{
 		{"POST", "/keys"}, {"POST", "/keys/import"}, {"GET", "/keys"}, {"GET", "/keys/key_x"},
 		{"PATCH", "/keys/key_x"}, {"DELETE", "/keys/key_x"}, {"POST", "/keys/key_x/rotate"},
@@ -136,7 +137,7 @@ func TestCreateKeyErrors(t *testing.T) {
 		{"bad quota", `{"name":"a","user":"U","rights":["assets:read"],"quota":{"limit":1,"period":"year"}}`, 400, "invalid_request", "quota.period"},
 		{"too large", `{"name":"` + strings.Repeat("a", DefaultMaxBodyBytes) + `"}`, 413, "invalid_request", "larger than"},
 	}
-	e := newEnv(t, newMemStore())
+	e := newEnv(t, storetest.NewMemory())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := e.do(&adminKey, "POST", "/keys", tt.body).want(t, tt.status, tt.code)
@@ -269,7 +270,7 @@ func TestListKeys(t *testing.T) {
 
 func TestGetKey(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, newMemStore())
+	e := newEnv(t, storetest.NewMemory())
 	r, _ := e.create(&local, `{"name":"n","user":"U","rights":["assets:read"]}`)
 	g := e.do(&adminKey, "GET", "/keys/"+r.str("id"), "").want(t, http.StatusOK, "")
 	if g.str("id") != r.str("id") || g.str("name") != "n" {
@@ -539,7 +540,7 @@ func TestUsage(t *testing.T) {
 
 func TestLicense(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, newMemStore())
+	e := newEnv(t, storetest.NewMemory())
 	r := e.do(&adminKey, "GET", "/license", "").want(t, http.StatusOK, "")
 	if !reflect.DeepEqual(r.obj, map[string]any{"limit": nil, "in_use": float64(0)}) {
 		t.Fatalf("got %s, want limit null, in_use 0", r.body)
@@ -615,7 +616,7 @@ func TestLicenseRace(t *testing.T) {
 
 func TestRoutingErrors(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, newMemStore())
+	e := newEnv(t, storetest.NewMemory())
 	tests := []struct {
 		method, path string
 		status       int
@@ -644,11 +645,11 @@ func TestRoutingErrors(t *testing.T) {
 
 func TestStoreUnavailable(t *testing.T) {
 	t.Parallel()
-	store := newMemStore()
+	store := storetest.NewMemory()
 	e := newEnv(t, store)
 	r, _ := e.create(&local, `{"name":"n","user":"U","rights":["assets:read"]}`)
 	id := r.str("id")
-	store.setFail(fmt.Errorf("dial tcp 10.0.0.1:5432: connection refused: %w", keystore.ErrUnavailable))
+	store.SetFail(fmt.Errorf("dial tcp 10.0.0.1:5432: connection refused: %w", keystore.ErrUnavailable))
 	calls := []struct{ method, path, body string }{
 		{"POST", "/keys", `{"name":"n","user":"U","rights":["assets:read"]}`},
 		{"GET", "/keys", ""},
@@ -672,7 +673,7 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Fatalf("got %d logged failures, want %d", n, len(calls))
 	}
 	// Any other store failure is also a 503, never a 200 or a leak.
-	store.setFail(errors.New("disk I/O error"))
+	store.SetFail(errors.New("disk I/O error"))
 	e.do(&adminKey, "GET", "/license", "").want(t, http.StatusServiceUnavailable, "store_unavailable")
 }
 
@@ -690,7 +691,7 @@ func TestActorContext(t *testing.T) {
 
 func TestStripPrefixMount(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, newMemStore())
+	e := newEnv(t, storetest.NewMemory())
 	mux := http.NewServeMux()
 	mux.Handle("/keygate/", http.StripPrefix("/keygate", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.h.ServeHTTP(w, r.WithContext(WithActor(r.Context(), local)))

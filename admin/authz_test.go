@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/storetest"
 )
 
 func selfActor(t *testing.T, id, user string, rights ...string) *keystore.Actor {
@@ -110,7 +111,7 @@ func TestSelfServiceEscalation(t *testing.T) {
 
 func TestSelfServiceOnly(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, newMemStore())
+	e := newEnv(t, storetest.NewMemory())
 	e.svc.SelfServiceOnly = true
 	r := e.do(&adminKey, "POST", "/keys", `{"name":"x","user":"OTHER","rights":["assets:read"]}`).want(t, http.StatusForbidden, "forbidden")
 	if !strings.Contains(r.errMessage(), "self-service only") {

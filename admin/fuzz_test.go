@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/storetest"
 )
 
 // FuzzAdminJSON sends arbitrary bytes as the JSON body of every admin
@@ -31,7 +32,7 @@ func FuzzAdminJSON(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, ep uint8, body []byte) {
-		e := newEnv(t, newMemStore())
+		e := newEnv(t, storetest.NewMemory())
 		created, _ := e.create(&adminKey, `{"name":"target","user":"MXINTADM","rights":["assets:read"]}`)
 		id := created.str("id")
 		end := fuzzEndpoints[int(ep)%len(fuzzEndpoints)]

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/bolt"
+	"github.com/keygate/keygate/keystore/storetest"
 )
 
 var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -29,7 +30,7 @@ var stores = []struct {
 	name string
 	open func(t *testing.T) keystore.Store
 }{
-	{"memory", func(t *testing.T) keystore.Store { return newMemStore() }},
+	{"memory", func(t *testing.T) keystore.Store { return storetest.NewMemory() }},
 	{"bolt", func(t *testing.T) keystore.Store {
 		t.Helper()
 		s, err := bolt.Open(filepath.Join(t.TempDir(), "keys.db"), bolt.Options{})

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/pb33f/libopenapi"
+
+	"github.com/keygate/keygate/keystore/storetest"
 )
 
 func TestOpenAPIDocumentIsValid(t *testing.T) {
@@ -68,7 +70,7 @@ func documentedOperations(t *testing.T) []string {
 // and that every route is documented.
 func TestOpenAPIEveryOperationIsRouted(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, newMemStore())
+	e := newEnv(t, storetest.NewMemory())
 	ops := documentedOperations(t)
 	if len(ops) != 13 {
 		t.Fatalf("got %d documented operations %v, want 13", len(ops), ops)
@@ -99,7 +101,7 @@ func TestOpenAPIEveryOperationIsRouted(t *testing.T) {
 
 func TestOpenAPIServed(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, newMemStore())
+	e := newEnv(t, storetest.NewMemory())
 	r := e.do(noActor, "GET", "/openapi.json", "")
 	r.want(t, http.StatusOK, "")
 	if r.obj["openapi"] != "3.1.0" {

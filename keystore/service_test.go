@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/storetest"
 )
 
 var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -63,7 +62,7 @@ func (p pending) PendingUsage(id string) []keystore.UsageDelta { return p[id] }
 
 type fixture struct {
 	svc   *keystore.Service
-	store *memStore
+	store *storetest.Memory
 	clock *clock
 	inv   *recInvalidator
 }
@@ -77,7 +76,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{store: newMemStore(), clock: &clock{now: t0}, inv: &recInvalidator{}}
+	f := &fixture{store: storetest.NewMemory(), clock: &clock{now: t0}, inv: &recInvalidator{}}
 	f.svc = &keystore.Service{Store: f.store, Areas: areas, Now: f.clock.Now, Invalidator: f.inv}
 	return f
 }
@@ -635,10 +634,10 @@ func TestStoreErrors(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	k, _ := f.create(t, keystore.LocalActor(), "U", "assets:read")
-	f.store.setFail(fmt.Errorf("dial tcp: %w", keystore.ErrUnavailable))
+	f.store.SetFail(fmt.Errorf("dial tcp: %w", keystore.ErrUnavailable))
 	_, err := f.svc.Get(ctx, keystore.LocalActor(), k.ID)
 	wantKind(t, err, keystore.KindUnavailable)
-	f.store.setFail(errors.New("disk on fire"))
+	f.store.SetFail(errors.New("disk on fire"))
 	_, _, err = f.svc.Create(ctx, keystore.LocalActor(), keystore.KeySpec{Name: "n", User: "U", Rights: []string{"assets:read"}})
 	wantKind(t, err, keystore.KindUnavailable)
 	if strings.Contains(err.(*keystore.ServiceError).Message, "fire") {
@@ -650,7 +649,7 @@ func TestStoreErrors(t *testing.T) {
 // change: an eviction before the write could be refilled with the old key.
 type orderInvalidator struct {
 	t     *testing.T
-	store *memStore
+	store *storetest.Memory
 	id    string
 	calls int
 }
@@ -764,261 +763,3 @@ func assertNoSecret(t *testing.T, events []keystore.AuditEvent, secret string, k
 		}
 	}
 }
-
-// memStore is an in-memory keystore.Store for tests. Setting fail makes
-// every call return it (store outage).
-type memStore struct {
-	mu      sync.Mutex
-	keys    []*keystore.Key
-	audit   []keystore.AuditEvent
-	usage   map[string]map[time.Time]int64
-	batches map[string]bool
-	fail    error
-}
-
-func newMemStore() *memStore {
-	return &memStore{usage: map[string]map[time.Time]int64{}, batches: map[string]bool{}}
-}
-
-func (m *memStore) setFail(err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.fail = err
-}
-
-func (m *memStore) find(id string) int {
-	for i, k := range m.keys {
-		if k.ID == id {
-			return i
-		}
-	}
-	return -1
-}
-
-func (m *memStore) digestTaken(d keystore.Digest, except string) bool {
-	if d.IsZero() {
-		return false
-	}
-	for _, k := range m.keys {
-		if k.ID != except && (k.Digest == d || k.PrevDigest == d) {
-			return true
-		}
-	}
-	return false
-}
-
-func (m *memStore) countActive(now time.Time) int {
-	n := 0
-	for _, k := range m.keys {
-		if k.Status(now) == keystore.StatusActive {
-			n++
-		}
-	}
-	return n
-}
-
-func (m *memStore) CreateKey(_ context.Context, k *keystore.Key, maxActive int, now time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return m.fail
-	}
-	if m.find(k.ID) >= 0 || m.digestTaken(k.Digest, "") || m.digestTaken(k.PrevDigest, "") {
-		return keystore.ErrConflict
-	}
-	if maxActive > 0 && m.countActive(now) >= maxActive {
-		return keystore.ErrLicenseExhausted
-	}
-	m.keys = append(m.keys, k.Clone())
-	return nil
-}
-
-func (m *memStore) GetKey(_ context.Context, id string) (*keystore.Key, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, m.fail
-	}
-	i := m.find(id)
-	if i < 0 {
-		return nil, keystore.ErrNotFound
-	}
-	return m.keys[i].Clone(), nil
-}
-
-func (m *memStore) LookupDigest(_ context.Context, d keystore.Digest) (*keystore.Key, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, m.fail
-	}
-	for _, k := range m.keys {
-		if k.Digest == d || (!k.PrevDigest.IsZero() && k.PrevDigest == d) {
-			return k.Clone(), nil
-		}
-	}
-	return nil, keystore.ErrNotFound
-}
-
-func (m *memStore) ListKeys(_ context.Context, f keystore.ListFilter) ([]*keystore.Key, string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, "", m.fail
-	}
-	start := 0
-	if f.Cursor != "" {
-		n, err := strconv.Atoi(f.Cursor)
-		if err != nil || n < 0 {
-			return nil, "", fmt.Errorf("bad cursor %q", f.Cursor)
-		}
-		start = n
-	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 100
-	}
-	var out []*keystore.Key
-	for i := start; i < len(m.keys); i++ {
-		k := m.keys[i]
-		if (f.User != "" && k.User != f.User) || (f.Name != "" && k.Name != f.Name) ||
-			(f.Status != "" && k.Status(f.Now) != f.Status) {
-			continue
-		}
-		if len(out) == limit {
-			return out, strconv.Itoa(i), nil
-		}
-		out = append(out, k.Clone())
-	}
-	return out, "", nil
-}
-
-func (m *memStore) UpdateKey(_ context.Context, id string, fn func(*keystore.Key) error) (*keystore.Key, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, m.fail
-	}
-	i := m.find(id)
-	if i < 0 {
-		return nil, keystore.ErrNotFound
-	}
-	k := m.keys[i].Clone()
-	if err := fn(k); err != nil {
-		return nil, fmt.Errorf("updating key %s: %w", id, err)
-	}
-	k.ID = id
-	if m.digestTaken(k.Digest, id) || m.digestTaken(k.PrevDigest, id) {
-		return nil, keystore.ErrConflict
-	}
-	m.keys[i] = k.Clone()
-	return k, nil
-}
-
-func (m *memStore) RevokeUser(_ context.Context, user string, at time.Time) ([]*keystore.Key, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, m.fail
-	}
-	var out []*keystore.Key
-	for _, k := range m.keys {
-		if k.User == user && k.RevokedAt == nil {
-			t := at
-			k.RevokedAt = &t
-			out = append(out, k.Clone())
-		}
-	}
-	return out, nil
-}
-
-func (m *memStore) CountActive(_ context.Context, now time.Time) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return 0, m.fail
-	}
-	return m.countActive(now), nil
-}
-
-func (m *memStore) AppendAudit(_ context.Context, e keystore.AuditEvent) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return m.fail
-	}
-	e.Seq = int64(len(m.audit) + 1)
-	m.audit = append(m.audit, e)
-	return nil
-}
-
-func (m *memStore) ListAudit(_ context.Context, f keystore.AuditFilter) ([]keystore.AuditEvent, string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, "", m.fail
-	}
-	start := len(m.audit) - 1
-	if f.Cursor != "" {
-		n, err := strconv.Atoi(f.Cursor)
-		if err != nil || n < 0 {
-			return nil, "", fmt.Errorf("bad cursor %q", f.Cursor)
-		}
-		start = n
-	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 100
-	}
-	var out []keystore.AuditEvent
-	for i := start; i >= 0; i-- {
-		e := m.audit[i]
-		if f.KeyID != "" && e.KeyID != f.KeyID {
-			continue
-		}
-		if len(out) == limit {
-			return out, strconv.Itoa(i), nil
-		}
-		out = append(out, e)
-	}
-	return out, "", nil
-}
-
-func (m *memStore) AddUsage(_ context.Context, batchID string, deltas []keystore.UsageDelta) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return m.fail
-	}
-	if m.batches[batchID] {
-		return nil
-	}
-	m.batches[batchID] = true
-	for _, d := range deltas {
-		if m.usage[d.KeyID] == nil {
-			m.usage[d.KeyID] = map[time.Time]int64{}
-		}
-		m.usage[d.KeyID][d.Day.UTC()] += d.Requests
-	}
-	return nil
-}
-
-func (m *memStore) Usage(_ context.Context, id string, from, to time.Time) ([]keystore.DayUsage, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, m.fail
-	}
-	var out []keystore.DayUsage
-	for d, n := range m.usage[id] {
-		if !d.Before(from) && !d.After(to) && n > 0 {
-			out = append(out, keystore.DayUsage{Day: d, Requests: n})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Day.Before(out[j].Day) })
-	return out, nil
-}
-
-func (m *memStore) Close() error { return nil }
-
-var _ keystore.Store = (*memStore)(nil)

@@ -1,4 +1,4 @@
-package admin
+package storetest
 
 import (
 	"context"
@@ -11,9 +11,10 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
-// memStore is an in-memory keystore.Store for tests. Setting fail makes
-// every call return it (store outage).
-type memStore struct {
+// Memory is an in-memory keystore.Store for tests of code above the store
+// (Service, admin). SetFail makes every call return an error, to simulate an
+// outage. It passes the conformance suite (memory_test.go).
+type Memory struct {
 	mu      sync.Mutex
 	keys    []*keystore.Key
 	audit   []keystore.AuditEvent
@@ -22,17 +23,18 @@ type memStore struct {
 	fail    error
 }
 
-func newMemStore() *memStore {
-	return &memStore{usage: map[string]map[time.Time]int64{}, batches: map[string]bool{}}
+// NewMemory returns an empty in-memory store.
+func NewMemory() *Memory {
+	return &Memory{usage: map[string]map[time.Time]int64{}, batches: map[string]bool{}}
 }
 
-func (m *memStore) setFail(err error) {
+func (m *Memory) SetFail(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.fail = err
 }
 
-func (m *memStore) find(id string) int {
+func (m *Memory) find(id string) int {
 	for i, k := range m.keys {
 		if k.ID == id {
 			return i
@@ -41,7 +43,7 @@ func (m *memStore) find(id string) int {
 	return -1
 }
 
-func (m *memStore) digestTaken(d keystore.Digest, except string) bool {
+func (m *Memory) digestTaken(d keystore.Digest, except string) bool {
 	if d.IsZero() {
 		return false
 	}
@@ -53,7 +55,7 @@ func (m *memStore) digestTaken(d keystore.Digest, except string) bool {
 	return false
 }
 
-func (m *memStore) countActive(now time.Time) int {
+func (m *Memory) countActive(now time.Time) int {
 	n := 0
 	for _, k := range m.keys {
 		if k.Status(now) == keystore.StatusActive {
@@ -63,7 +65,7 @@ func (m *memStore) countActive(now time.Time) int {
 	return n
 }
 
-func (m *memStore) CreateKey(_ context.Context, k *keystore.Key, maxActive int, now time.Time) error {
+func (m *Memory) CreateKey(_ context.Context, k *keystore.Key, maxActive int, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -79,7 +81,7 @@ func (m *memStore) CreateKey(_ context.Context, k *keystore.Key, maxActive int, 
 	return nil
 }
 
-func (m *memStore) GetKey(_ context.Context, id string) (*keystore.Key, error) {
+func (m *Memory) GetKey(_ context.Context, id string) (*keystore.Key, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -92,7 +94,7 @@ func (m *memStore) GetKey(_ context.Context, id string) (*keystore.Key, error) {
 	return m.keys[i].Clone(), nil
 }
 
-func (m *memStore) LookupDigest(_ context.Context, d keystore.Digest) (*keystore.Key, error) {
+func (m *Memory) LookupDigest(_ context.Context, d keystore.Digest) (*keystore.Key, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -106,7 +108,7 @@ func (m *memStore) LookupDigest(_ context.Context, d keystore.Digest) (*keystore
 	return nil, keystore.ErrNotFound
 }
 
-func (m *memStore) ListKeys(_ context.Context, f keystore.ListFilter) ([]*keystore.Key, string, error) {
+func (m *Memory) ListKeys(_ context.Context, f keystore.ListFilter) ([]*keystore.Key, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -139,7 +141,7 @@ func (m *memStore) ListKeys(_ context.Context, f keystore.ListFilter) ([]*keysto
 	return out, "", nil
 }
 
-func (m *memStore) UpdateKey(_ context.Context, id string, fn func(*keystore.Key) error) (*keystore.Key, error) {
+func (m *Memory) UpdateKey(_ context.Context, id string, fn func(*keystore.Key) error) (*keystore.Key, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -161,7 +163,7 @@ func (m *memStore) UpdateKey(_ context.Context, id string, fn func(*keystore.Key
 	return k, nil
 }
 
-func (m *memStore) RevokeUser(_ context.Context, user string, at time.Time) ([]*keystore.Key, error) {
+func (m *Memory) RevokeUser(_ context.Context, user string, at time.Time) ([]*keystore.Key, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -178,7 +180,7 @@ func (m *memStore) RevokeUser(_ context.Context, user string, at time.Time) ([]*
 	return out, nil
 }
 
-func (m *memStore) CountActive(_ context.Context, now time.Time) (int, error) {
+func (m *Memory) CountActive(_ context.Context, now time.Time) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -187,7 +189,7 @@ func (m *memStore) CountActive(_ context.Context, now time.Time) (int, error) {
 	return m.countActive(now), nil
 }
 
-func (m *memStore) AppendAudit(_ context.Context, e keystore.AuditEvent) error {
+func (m *Memory) AppendAudit(_ context.Context, e keystore.AuditEvent) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -198,7 +200,7 @@ func (m *memStore) AppendAudit(_ context.Context, e keystore.AuditEvent) error {
 	return nil
 }
 
-func (m *memStore) ListAudit(_ context.Context, f keystore.AuditFilter) ([]keystore.AuditEvent, string, error) {
+func (m *Memory) ListAudit(_ context.Context, f keystore.AuditFilter) ([]keystore.AuditEvent, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -230,7 +232,7 @@ func (m *memStore) ListAudit(_ context.Context, f keystore.AuditFilter) ([]keyst
 	return out, "", nil
 }
 
-func (m *memStore) AddUsage(_ context.Context, batchID string, deltas []keystore.UsageDelta) error {
+func (m *Memory) AddUsage(_ context.Context, batchID string, deltas []keystore.UsageDelta) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -245,11 +247,17 @@ func (m *memStore) AddUsage(_ context.Context, batchID string, deltas []keystore
 			m.usage[d.KeyID] = map[time.Time]int64{}
 		}
 		m.usage[d.KeyID][d.Day.UTC()] += d.Requests
+		if i := m.find(d.KeyID); i >= 0 && !d.LastUsed.IsZero() {
+			if lu := m.keys[i].LastUsedAt; lu == nil || d.LastUsed.After(*lu) {
+				t := d.LastUsed.UTC()
+				m.keys[i].LastUsedAt = &t
+			}
+		}
 	}
 	return nil
 }
 
-func (m *memStore) Usage(_ context.Context, id string, from, to time.Time) ([]keystore.DayUsage, error) {
+func (m *Memory) Usage(_ context.Context, id string, from, to time.Time) ([]keystore.DayUsage, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -265,6 +273,6 @@ func (m *memStore) Usage(_ context.Context, id string, from, to time.Time) ([]ke
 	return out, nil
 }
 
-func (m *memStore) Close() error { return nil }
+func (m *Memory) Close() error { return nil }
 
-var _ keystore.Store = (*memStore)(nil)
+var _ keystore.Store = (*Memory)(nil)

@@ -66,34 +66,28 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		switch opt {
-		case "storage":
+		if opt != "area" && opt != "upstream_credential" {
 			if err := once(opt); err != nil {
 				return nil, err
 			}
+		}
+		switch opt {
+		case "storage":
 			st, err := parseStorage(d)
 			if err != nil {
 				return nil, err
 			}
 			app.Storage = st
 		case "prefix":
-			if err := once(opt); err != nil {
+			v, err := oneArg(d)
+			if err != nil {
 				return nil, err
 			}
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			app.Prefix = d.Val()
-			if err := keystore.ValidatePrefix(app.Prefix); err != nil {
+			if err := keystore.ValidatePrefix(v); err != nil {
 				return nil, d.Err(err.Error())
 			}
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
+			app.Prefix = v
 		case "license":
-			if err := once(opt); err != nil {
-				return nil, err
-			}
 			n, err := intArg(d, opt)
 			if err != nil {
 				return nil, err
@@ -129,75 +123,47 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.UpstreamCredentials[args[0]] = args[1]
 		case "self_service_only":
-			if err := once(opt); err != nil {
-				return nil, err
-			}
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
 			app.SelfServiceOnly = true
 		case "default_rate":
-			if err := once(opt); err != nil {
+			v, err := oneArg(d)
+			if err != nil {
 				return nil, err
 			}
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			r, err := ParseRate(d.Val())
-			if err != nil {
+			if app.DefaultRate, err = ParseRate(v); err != nil {
 				return nil, d.Errf("default_rate: %v", err)
 			}
-			app.DefaultRate = r
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
 		case "default_quota":
-			if err := once(opt); err != nil {
+			v, err := oneArg(d)
+			if err != nil {
 				return nil, err
 			}
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			q, err := ParseQuota(d.Val())
-			if err != nil {
+			if app.DefaultQuota, err = ParseQuota(v); err != nil {
 				return nil, d.Errf("default_quota: %v", err)
 			}
-			app.DefaultQuota = q
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
 		case "failed_attempts":
-			if err := once(opt); err != nil {
+			v, err := oneArg(d)
+			if err != nil {
 				return nil, err
 			}
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			if d.Val() == "off" {
+			if v == "off" {
 				app.FailedAttempts = &FailedAttemptsConfig{Off: true}
-			} else {
-				r, err := ParseRate(d.Val())
-				if err != nil {
-					return nil, d.Errf("failed_attempts must look like 100/1m (failures per window) or off: %v", err)
-				}
-				app.FailedAttempts = &FailedAttemptsConfig{Limit: int(r.Limit), Window: r.Per}
+				break
 			}
-			if d.NextArg() {
-				return nil, d.ArgErr()
+			r, err := ParseRate(v)
+			if err != nil {
+				return nil, d.Errf("failed_attempts must look like 100/1m (failures per window) or off: %v", err)
 			}
+			app.FailedAttempts = &FailedAttemptsConfig{Limit: int(r.Limit), Window: r.Per}
 		case "flush_interval":
-			if err := once(opt); err != nil {
-				return nil, err
-			}
 			dur, err := durationArg(d, opt)
 			if err != nil {
 				return nil, err
 			}
 			app.FlushInterval = dur
 		case "cache":
-			if err := once(opt); err != nil {
-				return nil, err
-			}
 			c, err := parseCache(d)
 			if err != nil {
 				return nil, err
@@ -296,6 +262,18 @@ func parseCache(d *caddyfile.Dispenser) (*CacheConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// oneArg returns the option's single argument.
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
 }
 
 func intArg(d *caddyfile.Dispenser, opt string) (int, error) {

@@ -64,9 +64,9 @@ func (h *handler) listKeys(w http.ResponseWriter, r *http.Request, a keystore.Ac
 	}
 	now := h.svc.Clock()
 	out := struct {
-		Keys []keyJSON `json:"keys"`
-		Next *string   `json:"next"`
-	}{Keys: make([]keyJSON, 0, len(keys)), Next: cursorJSON(next)}
+		Keys []Key   `json:"keys"`
+		Next *string `json:"next"`
+	}{Keys: make([]Key, 0, len(keys)), Next: cursorJSON(next)}
 	for _, k := range keys {
 		out.Keys = append(out.Keys, renderKey(k, now))
 	}

@@ -14,35 +14,56 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
-// keyJSON is the key object of DESIGN §2, in its field order.
-type keyJSON struct {
-	ID          string     `json:"id"`
-	Name        string     `json:"name"`
-	Description string     `json:"description"`
-	User        string     `json:"user"`
-	Rights      []string   `json:"rights"`
-	Start       string     `json:"start"`
-	Status      string     `json:"status"`
-	Imported    bool       `json:"imported"`
-	CreatedAt   string     `json:"created_at"`
-	CreatedBy   string     `json:"created_by"`
-	ExpiresAt   *string    `json:"expires_at"`
-	RevokedAt   *string    `json:"revoked_at"`
-	LastUsedAt  *string    `json:"last_used_at"`
-	Rate        *rateJSON  `json:"rate"`
-	Quota       *quotaJSON `json:"quota"`
+// Key is the key object of DESIGN §2 as it goes over the wire, in its field
+// order. The CLI decodes the same type.
+type Key struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	User        string   `json:"user"`
+	Rights      []string `json:"rights"`
+	Start       string   `json:"start"`
+	Status      string   `json:"status"`
+	Imported    bool     `json:"imported"`
+	CreatedAt   string   `json:"created_at"`
+	CreatedBy   string   `json:"created_by"`
+	ExpiresAt   *string  `json:"expires_at"`
+	RevokedAt   *string  `json:"revoked_at"`
+	LastUsedAt  *string  `json:"last_used_at"`
+	Rate        *Rate    `json:"rate"`
+	Quota       *Quota   `json:"quota"`
 	// Key is the secret: only in the answers of POST /keys and rotate.
 	Key string `json:"key,omitempty"`
 }
 
-type rateJSON struct {
+// Rate is DESIGN §2's rate object: limit requests per a Go duration.
+type Rate struct {
 	Limit int64  `json:"limit"`
 	Per   string `json:"per"`
 }
 
-type quotaJSON struct {
+// String renders the rate as the CLI's --rate flag takes it ("100/1m"), or
+// "none".
+func (r *Rate) String() string {
+	if r == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%d/%s", r.Limit, r.Per)
+}
+
+// Quota is DESIGN §2's quota object: limit requests per UTC day or month.
+type Quota struct {
 	Limit  int64  `json:"limit"`
 	Period string `json:"period"`
+}
+
+// String renders the quota as the CLI's --quota flag takes it
+// ("10000/month"), or "none".
+func (q *Quota) String() string {
+	if q == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%d/%s", q.Limit, q.Period)
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -56,8 +77,8 @@ func formatTimePtr(t *time.Time) *string {
 }
 
 // renderKey renders k as of now, never with its digest.
-func renderKey(k *keystore.Key, now time.Time) keyJSON {
-	out := keyJSON{
+func renderKey(k *keystore.Key, now time.Time) Key {
+	out := Key{
 		ID:          k.ID,
 		Name:        k.Name,
 		Description: k.Description,
@@ -73,10 +94,10 @@ func renderKey(k *keystore.Key, now time.Time) keyJSON {
 		LastUsedAt:  formatTimePtr(k.LastUsedAt),
 	}
 	if k.Rate != nil {
-		out.Rate = &rateJSON{Limit: k.Rate.Limit, Per: keystore.FormatDuration(k.Rate.Per)}
+		out.Rate = &Rate{Limit: k.Rate.Limit, Per: keystore.FormatDuration(k.Rate.Per)}
 	}
 	if k.Quota != nil {
-		out.Quota = &quotaJSON{Limit: k.Quota.Limit, Period: k.Quota.Period}
+		out.Quota = &Quota{Limit: k.Quota.Limit, Period: k.Quota.Period}
 	}
 	return out
 }

@@ -9,29 +9,12 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/keygate/keygate/admin"
 )
 
-// keyObject is DESIGN §2's key object as the CLI reads it. Times stay
-// strings so that whatever the server sends is shown as sent.
-type keyObject struct {
-	ID          string      `json:"id"`
-	Name        string      `json:"name"`
-	Description string      `json:"description"`
-	User        string      `json:"user"`
-	Rights      []string    `json:"rights"`
-	Start       string      `json:"start"`
-	Status      string      `json:"status"`
-	Imported    bool        `json:"imported"`
-	CreatedAt   string      `json:"created_at"`
-	CreatedBy   string      `json:"created_by"`
-	ExpiresAt   *string     `json:"expires_at"`
-	RevokedAt   *string     `json:"revoked_at"`
-	LastUsedAt  *string     `json:"last_used_at"`
-	Rate        *rateLimit  `json:"rate"`
-	Quota       *quotaLimit `json:"quota"`
-	// Key is the secret, present only in create and rotate responses.
-	Key string `json:"key"`
-}
+// keyObject is DESIGN §2's key object, the admin API's own wire type.
+type keyObject = admin.Key
 
 type keyPage struct {
 	Keys []json.RawMessage `json:"keys"`

@@ -9,33 +9,15 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/keygate/keygate/admin"
 )
 
-// rateLimit is DESIGN §2's rate object.
-type rateLimit struct {
-	Limit int64  `json:"limit"`
-	Per   string `json:"per"`
-}
-
-func (r *rateLimit) String() string {
-	if r == nil {
-		return "none"
-	}
-	return fmt.Sprintf("%d/%s", r.Limit, r.Per)
-}
-
-// quotaLimit is DESIGN §2's quota object.
-type quotaLimit struct {
-	Limit  int64  `json:"limit"`
-	Period string `json:"period"`
-}
-
-func (q *quotaLimit) String() string {
-	if q == nil {
-		return "none"
-	}
-	return fmt.Sprintf("%d/%s", q.Limit, q.Period)
-}
+// The rate and quota objects of DESIGN §2, as the admin API sends them.
+type (
+	rateLimit  = admin.Rate
+	quotaLimit = admin.Quota
+)
 
 // parseRate parses --rate: "<requests>/<Go duration>", e.g. "100/1m". A
 // bare unit ("100/s") means one of it.

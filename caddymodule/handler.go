@@ -139,14 +139,14 @@ func (a *App) authenticate(w http.ResponseWriter, r *http.Request, x *extractor,
 	}
 	x.extract(r, &ex)
 	if !ex.found || ex.ambiguous || !keystore.PlausibleKey(ex.key) {
-		return nil, ex, a.unauthorized(w, r, client)
+		return nil, ex, a.unauthorized(w, r, client, now)
 	}
 	p, err := a.res.auth.AuthenticateAt(r.Context(), ex.key, now)
 	switch {
 	case err == nil:
 		return p, ex, nil
 	case errors.Is(err, keystore.ErrInvalidKey):
-		return nil, ex, a.unauthorized(w, r, client)
+		return nil, ex, a.unauthorized(w, r, client, now)
 	case errors.Is(err, context.Canceled):
 		return nil, ex, fail(w, r, errUnavailable, 0)
 	default:
@@ -159,10 +159,10 @@ func (a *App) authenticate(w http.ResponseWriter, r *http.Request, x *extractor,
 }
 
 // unauthorized answers 401 and records the failure against the client.
-func (a *App) unauthorized(w http.ResponseWriter, r *http.Request, client string) error {
+func (a *App) unauthorized(w http.ResponseWriter, r *http.Request, client string, now time.Time) error {
 	a.res.count(resultInvalid)
 	if f := a.res.failures; f != nil {
-		f.Fail(client, time.Now())
+		f.Fail(client, now)
 	}
 	return fail(w, r, errUnauthorized, 0)
 }

@@ -290,15 +290,7 @@ system holds nothing but hashes. The server rejects weak keys and says why.`,
 				return &usageError{msg: err.Error()}
 			}
 		}
-		c, err := a.client(cmd)
-		if err != nil {
-			return err
-		}
-		body, err := c.do(cmd.Context(), http.MethodPost, "/apikey/keys/import", nil, req)
-		if err != nil {
-			return err
-		}
-		return a.printKey(cmd, body, "Imported key %s.\n\n")
+		return a.printKey(cmd, http.MethodPost, "/apikey/keys/import", req, "Imported key %s.\n\n")
 	})
 	return cmd
 }
@@ -309,15 +301,7 @@ func (a *app) showCmd() *cobra.Command {
 		Short: "Shows one key",
 	}
 	cmd.RunE = a.run([]string{"id"}, func(cmd *cobra.Command, args []string) error {
-		c, err := a.client(cmd)
-		if err != nil {
-			return err
-		}
-		body, err := c.do(cmd.Context(), http.MethodGet, keyPath(args[0]), nil, nil)
-		if err != nil {
-			return err
-		}
-		return a.printKey(cmd, body, "")
+		return a.printKey(cmd, http.MethodGet, keyPath(args[0]), nil, "")
 	})
 	return cmd
 }
@@ -331,27 +315,33 @@ Revokes the key with the given id. It stops working at once and for good,
 but stays listed and audited. Revoking a revoked key is not an error.`,
 	}
 	cmd.RunE = a.run([]string{"id"}, func(cmd *cobra.Command, args []string) error {
-		c, err := a.client(cmd)
-		if err != nil {
-			return err
-		}
-		body, err := c.do(cmd.Context(), http.MethodDelete, keyPath(args[0]), nil, nil)
-		if err != nil {
-			return err
-		}
-		return a.printKey(cmd, body, "Revoked key %s.\n\n")
+		return a.printKey(cmd, http.MethodDelete, keyPath(args[0]), nil, "Revoked key %s.\n\n")
 	})
 	return cmd
 }
 
-// printKey prints a key object response: JSON, or a heading (a format
-// with the id, if not empty) and the detail block.
-func (a *app) printKey(cmd *cobra.Command, body []byte, heading string) error {
-	if jsonOutput(cmd) {
-		return writeJSON(a.stdout, body)
+// fetch sends one request to the admin API. With --json it prints the
+// answer as it came and reports printed; otherwise it decodes it into out.
+func (a *app) fetch(cmd *cobra.Command, method, path string, q url.Values, in, out any) (printed bool, err error) {
+	c, err := a.client(cmd)
+	if err != nil {
+		return false, err
 	}
+	body, err := c.do(cmd.Context(), method, path, q, in)
+	if err != nil {
+		return false, err
+	}
+	if jsonOutput(cmd) {
+		return true, writeJSON(a.stdout, body)
+	}
+	return false, decode(body, out)
+}
+
+// printKey requests a key object and prints it: JSON, or a heading (a
+// format with the id, if not empty) and the detail block.
+func (a *app) printKey(cmd *cobra.Command, method, path string, in any, heading string) error {
 	var k keyObject
-	if err := decode(body, &k); err != nil {
+	if printed, err := a.fetch(cmd, method, path, nil, in, &k); printed || err != nil {
 		return err
 	}
 	if heading != "" {
@@ -366,21 +356,10 @@ func (a *app) revokeUserCmd() *cobra.Command {
 		Short: "Revokes every key of a user",
 	}
 	cmd.RunE = a.run([]string{"user"}, func(cmd *cobra.Command, args []string) error {
-		c, err := a.client(cmd)
-		if err != nil {
-			return err
-		}
-		body, err := c.do(cmd.Context(), http.MethodDelete, "/apikey/users/"+url.PathEscape(args[0]), nil, nil)
-		if err != nil {
-			return err
-		}
-		if jsonOutput(cmd) {
-			return writeJSON(a.stdout, body)
-		}
 		var res struct {
 			Revoked int64 `json:"revoked"`
 		}
-		if err := decode(body, &res); err != nil {
+		if printed, err := a.fetch(cmd, http.MethodDelete, "/apikey/users/"+url.PathEscape(args[0]), nil, nil, &res); printed || err != nil {
 			return err
 		}
 		fmt.Fprintf(a.stdout, "Revoked %d key(s) of user %s.\n", res.Revoked, clean(args[0]))
@@ -522,19 +501,8 @@ last 30 days.`,
 		if !fromDay.IsZero() && !toDay.IsZero() && toDay.Before(fromDay) {
 			return usageErrorf("--to %s is before --from %s", to, from)
 		}
-		c, err := a.client(cmd)
-		if err != nil {
-			return err
-		}
-		body, err := c.do(cmd.Context(), http.MethodGet, keyPath(args[0])+"/usage", q, nil)
-		if err != nil {
-			return err
-		}
-		if jsonOutput(cmd) {
-			return writeJSON(a.stdout, body)
-		}
 		var u usageReport
-		if err := decode(body, &u); err != nil {
+		if printed, err := a.fetch(cmd, http.MethodGet, keyPath(args[0])+"/usage", q, nil, &u); printed || err != nil {
 			return err
 		}
 		return writeUsageTable(a.stdout, &u)
@@ -548,19 +516,8 @@ func (a *app) licenseCmd() *cobra.Command {
 		Short: "Shows how many active keys the license allows and uses",
 	}
 	cmd.RunE = a.run(nil, func(cmd *cobra.Command, _ []string) error {
-		c, err := a.client(cmd)
-		if err != nil {
-			return err
-		}
-		body, err := c.do(cmd.Context(), http.MethodGet, "/apikey/license", nil, nil)
-		if err != nil {
-			return err
-		}
-		if jsonOutput(cmd) {
-			return writeJSON(a.stdout, body)
-		}
 		var l licenseInfo
-		if err := decode(body, &l); err != nil {
+		if printed, err := a.fetch(cmd, http.MethodGet, "/apikey/license", nil, nil, &l); printed || err != nil {
 			return err
 		}
 		if l.Limit == nil {
@@ -596,19 +553,8 @@ time: when there are more, the cursor of the next page is printed to stderr.`,
 			q.Set("limit", strconv.Itoa(limit))
 		}
 		setIf(q, "cursor", cursor)
-		c, err := a.client(cmd)
-		if err != nil {
-			return err
-		}
-		body, err := c.do(cmd.Context(), http.MethodGet, "/apikey/audit", q, nil)
-		if err != nil {
-			return err
-		}
-		if jsonOutput(cmd) {
-			return writeJSON(a.stdout, body)
-		}
 		var page auditPage
-		if err := decode(body, &page); err != nil {
+		if printed, err := a.fetch(cmd, http.MethodGet, "/apikey/audit", q, nil, &page); printed || err != nil {
 			return err
 		}
 		if len(page.Events) == 0 {

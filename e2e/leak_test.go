@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -163,7 +162,7 @@ func TestLeakSweepFileStore(t *testing.T) {
 
 func TestLeakSweepPostgres(t *testing.T) {
 	db := newSweepDB(t)
-	proxy := newOutageProxy(t, db.target)
+	proxy := newPGProxy(t, db.target)
 	be := newBackend(t)
 	in, varDir := startExample(t, be, "storage postgres {env.KG_LEAK_DSN}", "KG_LEAK_DSN="+db.dsnVia(proxy.addr))
 	runLeakSweep(t, in, be, varDir, &sweepOutage{db: db, proxy: proxy})
@@ -172,7 +171,7 @@ func TestLeakSweepPostgres(t *testing.T) {
 // sweepOutage lets the sweep cut the store (Postgres through a proxy).
 type sweepOutage struct {
 	db    *sweepDB
-	proxy *outageProxy
+	proxy *pgProxy
 }
 
 func runLeakSweep(t *testing.T, in *instance, be *backend, varDir string, outage *sweepOutage) {
@@ -541,107 +540,4 @@ func (db *sweepDB) dump() string {
 		fmt.Fprintf(&b, "-- %s\n%s\n", tbl, strings.Join(lines, "\n"))
 	}
 	return b.String()
-}
-
-// outageProxy is a TCP proxy in front of a server that can be cut (refuse
-// new connections, reset established ones) and restored on the same address.
-type outageProxy struct {
-	t      *testing.T
-	target string
-	addr   string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
-}
-
-func newOutageProxy(t *testing.T, target string) *outageProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &outageProxy{t: t, target: target, addr: ln.Addr().String(), conns: map[net.Conn]bool{}}
-	p.serve(ln)
-	t.Cleanup(func() { p.cut(); p.wg.Wait() })
-	return p
-}
-
-func (p *outageProxy) serve(ln net.Listener) {
-	p.ln = ln
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Add(1)
-			go func() { defer p.wg.Done(); p.pipe(c) }()
-		}
-	}()
-}
-
-func (p *outageProxy) pipe(c net.Conn) {
-	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.ln == nil { // cut while dialling
-		p.mu.Unlock()
-		c.Close()
-		up.Close()
-		return
-	}
-	p.conns[c], p.conns[up] = true, true
-	p.mu.Unlock()
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) { io.Copy(dst, src); dst.Close(); src.Close(); done <- struct{}{} }
-	go cp(up, c)
-	go cp(c, up)
-	<-done
-	<-done
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
-}
-
-// cut refuses new connections and resets the established ones.
-func (p *outageProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetLinger(0)
-		}
-		c.Close()
-	}
-}
-
-// restore accepts connections again on the same address.
-func (p *outageProxy) restore() {
-	p.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ln, err := net.Listen("tcp", p.addr)
-		if err == nil {
-			p.mu.Lock()
-			p.serve(ln)
-			p.mu.Unlock()
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("proxy: listening again on %s: %v", p.addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -74,7 +74,7 @@ type App struct {
 	FlushInterval caddy.Duration `json:"flush_interval,omitempty"`
 
 	areas   *keystore.Areas
-	creds   map[string]string
+	creds   map[string]any // run-as user → credential, boxed once for the replacer
 	poolKey string
 	res     *resources
 	logger  *zap.Logger
@@ -215,7 +215,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.areas = areas
-	a.creds = make(map[string]string, len(a.UpstreamCredentials))
+	a.creds = make(map[string]any, len(a.UpstreamCredentials))
 	for user, v := range a.UpstreamCredentials {
 		val, err := repl.ReplaceOrErr(v, true, true)
 		if err != nil {
@@ -342,8 +342,9 @@ func (a *App) defaultQuota() *keystore.Quota {
 	return &keystore.Quota{Limit: a.DefaultQuota.Limit, Period: a.DefaultQuota.Period}
 }
 
-// credential returns the upstream credential of user.
-func (a *App) credential(user string) (string, bool) {
+// credential returns the upstream credential of user, as an interface
+// value ready for the replacer.
+func (a *App) credential(user string) (any, bool) {
 	c, ok := a.creds[user]
 	return c, ok
 }

@@ -100,7 +100,7 @@ func newBenchRig(tb testing.TB, o benchOptions) *benchRig {
 		failures: keystore.NewFailureLimiter(1<<40, time.Minute, 0),
 		isOpen:   true,
 	}
-	app := &App{areas: areas, creds: map[string]string{}, res: res, logger: zap.NewNop()}
+	app := &App{areas: areas, creds: map[string]any{}, res: res, logger: zap.NewNop()}
 	h := &Handler{app: app, ex: KeySources{}.extractor(), logger: zap.NewNop()}
 	return &benchRig{h: h, store: store, key: secret}
 }

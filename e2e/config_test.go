@@ -71,6 +71,8 @@ func TestValidateWritesNothing(t *testing.T) {
 // TestConfigErrorsAreClear runs bad configurations through the binary and
 // checks the message names the problem (and the line, where there is one).
 func TestConfigErrorsAreClear(t *testing.T) {
+	notADir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notADir, []byte("x"), 0o600)
 	readOnly := t.TempDir()
 	os.Chmod(readOnly, 0o500)
 	t.Cleanup(func() { os.Chmod(readOnly, 0o700) })
@@ -91,6 +93,7 @@ func TestConfigErrorsAreClear(t *testing.T) {
 		{name: "handler without app", cmd: "validate", site: "apikey", want: []string{"needs the apikey app"}},
 		{name: "storage not writable", cmd: "validate", global: "apikey {\n\t\tstorage file " + readOnly + "/keys.db\n\t}", site: "apikey", want: []string{"not writable"},
 			skipIf: func() bool { return os.Geteuid() == 0 }},
+		{name: "storage under a file", cmd: "validate", global: "apikey {\n\t\tstorage file " + notADir + "/keys.db\n\t}", site: "apikey", want: []string{"is not a directory"}},
 		{name: "unreachable DSN", cmd: "run", global: "apikey {\n\t\tstorage postgres postgres://nobody@127.0.0.1:1/none?connect_timeout=2\n\t}", site: "apikey", want: []string{"postgres key store", "reachable"}, timeout: 60 * time.Second},
 	}
 	for _, tc := range tests {

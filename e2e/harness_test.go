@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -99,8 +100,29 @@ const maximoAreas = `
 		area locations  /maximo/oslc/os/mxapilocations*
 `
 
-// start runs keygate with the Caddyfile produced by render(adminAddr, siteAddr, dir).
+// start runs keygate with the Caddyfile produced by render(adminPort, sitePort, dir)
+// and waits until it is ready.
 func start(t *testing.T, render func(adminPort, sitePort int, dir string) string, env ...string) *instance {
+	t.Helper()
+	in := prepare(t, render, env...)
+	in.run()
+	return in
+}
+
+// run launches the instance's process and waits until it is ready.
+func (in *instance) run() {
+	in.t.Helper()
+	if err := in.launch(); err != nil {
+		in.t.Fatal(err)
+	}
+	if err := in.waitReady(30 * time.Second); err != nil {
+		in.t.Fatal(err)
+	}
+}
+
+// prepare sets up an instance like start does, without running it, so
+// several can be launched at the same moment (launch, then waitReady).
+func prepare(t *testing.T, render func(adminPort, sitePort int, dir string) string, env ...string) *instance {
 	t.Helper()
 	dir := t.TempDir()
 	adminPort, sitePort := freePort(t), freePort(t)
@@ -114,14 +136,11 @@ func start(t *testing.T, render func(adminPort, sitePort int, dir string) string
 	if err := os.WriteFile(in.config, []byte(render(adminPort, sitePort, dir)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	in.run()
-	t.Cleanup(in.stop)
 	return in
 }
 
-func (in *instance) run() {
-	t := in.t
-	t.Helper()
+// launch starts the prepared instance's process without waiting for it.
+func (in *instance) launch() error {
 	cmd := exec.Command(keygateBin, "run", "--config", in.config, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "HOME="+in.dir, "XDG_DATA_HOME="+filepath.Join(in.dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(in.dir, "config"))
 	cmd.Env = append(cmd.Env, in.env...)
@@ -129,27 +148,33 @@ func (in *instance) run() {
 	in.stderr = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = in.stdout, in.stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	in.cmd = cmd
 	in.done = make(chan struct{})
 	go func() { cmd.Wait(); close(in.done) }()
-	deadline := time.Now().Add(30 * time.Second)
+	in.t.Cleanup(in.stop)
+	return nil
+}
+
+// waitReady waits until a launched instance answers on its admin endpoint.
+func (in *instance) waitReady(within time.Duration) error {
+	deadline := time.Now().Add(within)
 	for {
 		select {
 		case <-in.done:
-			t.Fatalf("keygate exited at start:\n%s", in.stderr.String())
+			return errors.New("keygate exited at start:\n" + in.stderr.String())
 		default:
 		}
 		resp, err := http.Get("http://" + in.adminAddr + "/apikey/license")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("keygate did not become ready: %v\n%s", err, in.stderr.String())
+			return fmt.Errorf("keygate did not become ready: %v\n%s", err, in.stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

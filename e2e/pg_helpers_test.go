@@ -6,15 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -465,66 +462,6 @@ func (p *pgProxy) upstreamPorts() map[int]bool {
 func (p *pgProxy) close() {
 	p.cut()
 	p.wg.Wait()
-}
-
-// prepare sets up an instance like start does, without running it, so
-// several can be launched at the same moment (launch, then waitReady).
-func prepare(t *testing.T, render func(adminPort, sitePort int, dir string) string, env ...string) *instance {
-	t.Helper()
-	dir := t.TempDir()
-	adminPort, sitePort := freePort(t), freePort(t)
-	in := &instance{
-		t: t, dir: dir,
-		config:    filepath.Join(dir, "Caddyfile"),
-		adminAddr: fmt.Sprintf("127.0.0.1:%d", adminPort),
-		siteURL:   fmt.Sprintf("http://127.0.0.1:%d", sitePort),
-		env:       env,
-	}
-	if err := os.WriteFile(in.config, []byte(render(adminPort, sitePort, dir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return in
-}
-
-// launch starts the prepared instance's process without waiting for it.
-func (in *instance) launch() error {
-	cmd := exec.Command(keygateBin, "run", "--config", in.config, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+in.dir, "XDG_DATA_HOME="+filepath.Join(in.dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(in.dir, "config"))
-	cmd.Env = append(cmd.Env, in.env...)
-	in.stdout = &bytes.Buffer{}
-	in.stderr = &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = in.stdout, in.stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	in.cmd = cmd
-	in.done = make(chan struct{})
-	go func() { cmd.Wait(); close(in.done) }()
-	in.t.Cleanup(in.stop)
-	return nil
-}
-
-// waitReady waits until a launched instance answers on its admin endpoint.
-func (in *instance) waitReady(within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		select {
-		case <-in.done:
-			return errors.New("keygate exited at start:\n" + in.stderr.String())
-		default:
-		}
-		resp, err := http.Get("http://" + in.adminAddr + "/apikey/license")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("keygate did not become ready: %v\n%s", err, in.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // reload posts the instance's own Caddyfile to /load, forcing a reload of an

@@ -1,4 +1,4 @@
-// Package admin serves the keygate admin API (DESIGN §4) as a plain
+// Package admin serves the keygate admin API (docs/design.md §4) as a plain
 // net/http handler on top of keystore.Service. It never imports Caddy: the
 // Caddy glue mounts the same handler on a site (apikey_admin) and on Caddy's
 // local admin endpoint (admin.api.apikey), so both answer with the same
@@ -21,7 +21,7 @@
 // # Authentication
 //
 // The caller authenticates the request: for a site mount it checks the
-// admin key like any key (DESIGN §1 steps 1–4) and builds the actor with
+// admin key like any key (docs/design.md §1 steps 1–4) and builds the actor with
 // keystore.KeyActor; Caddy's local endpoint uses keystore.LocalActor. It
 // passes the actor with WithActor. A request without an actor is answered
 // with the §1 401 (WriteUnauthorized), except GET /openapi.json, which is
@@ -108,6 +108,8 @@ func New(cfg Config) http.Handler {
 	h.handle("DELETE /users/{user}", h.revokeUser)
 	h.handle("GET /license", h.license)
 	h.handle("GET /audit", h.audit)
+	h.handle("GET /areas", h.areas)
+	h.handle("GET /whoami", h.whoami)
 	h.patterns["GET /openapi.json"] = true
 	h.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 	return h
@@ -231,11 +233,11 @@ func badRequest(format string, args ...any) error {
 // cause, so it tells an attacker nothing about which keys exist.
 const UnauthorizedMessage = "a valid API key is required"
 
-// UnauthorizedBody is the exact body of every 401 (DESIGN §1), newline
+// UnauthorizedBody is the exact body of every 401 (docs/design.md §1), newline
 // included.
 var UnauthorizedBody = []byte(`{"error":{"code":"invalid_api_key","message":"` + UnauthorizedMessage + `"}}` + "\n")
 
-// WriteUnauthorized writes the DESIGN §1 401: the fixed body and
+// WriteUnauthorized writes the docs/design.md §1 401: the fixed body and
 // WWW-Authenticate: ApiKey realm="keygate". The Caddy glue uses it for
 // every failed admin authentication.
 func WriteUnauthorized(w http.ResponseWriter) {

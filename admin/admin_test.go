@@ -130,7 +130,7 @@ func TestCreateKeyErrors(t *testing.T) {
 		{"no name", `{"user":"U","rights":["assets:read"]}`, 400, "invalid_request", "name is required"},
 		{"no user", `{"name":"a","rights":["assets:read"]}`, 400, "invalid_request", "user is required"},
 		{"no rights", `{"name":"a","user":"U","rights":[]}`, 400, "invalid_request", "rights must not be empty"},
-		{"unknown area", `{"name":"a","user":"U","rights":["billing:read"]}`, 400, "invalid_request", `unknown area "billing"`},
+		{"unknown area", `{"name":"a","user":"U","rights":["billing:read"]}`, 400, "invalid_request", `unknown area "billing"; configured areas: assets, workorders`},
 		{"both expiries", `{"name":"a","user":"U","rights":["assets:read"],"expires_at":"2030-01-01T00:00:00Z","expires_in":"1h"}`, 400, "invalid_request", "not both"},
 		{"bad expires_at", `{"name":"a","user":"U","rights":["assets:read"],"expires_at":"2030-01-01"}`, 400, "invalid_request", "RFC 3339"},
 		{"bad rate", `{"name":"a","user":"U","rights":["assets:read"],"rate":{"limit":1,"per":"1 minute"}}`, 400, "invalid_request", "rate.per"},

@@ -288,3 +288,68 @@ func (h *handler) audit(w http.ResponseWriter, r *http.Request, a keystore.Actor
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// Area is one configured area as GET /areas shows it.
+type Area struct {
+	Name  string   `json:"name"`
+	Paths []string `json:"paths"`
+	// Level is null for the usual read/write split, "write" for an area
+	// where every method needs write.
+	Level         *string  `json:"level"`
+	GraphQLFields []string `json:"graphql_fields"`
+}
+
+// AreaList is the body of GET /areas.
+type AreaList struct {
+	Areas []Area `json:"areas"`
+}
+
+// GET /areas
+func (h *handler) areas(w http.ResponseWriter, r *http.Request, a keystore.Actor) {
+	infos, err := h.svc.AreaList(a)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := AreaList{Areas: make([]Area, 0, len(infos))}
+	for _, ai := range infos {
+		ar := Area{Name: ai.Name, Paths: ai.Paths, GraphQLFields: ai.GraphQLFields}
+		if ar.Paths == nil {
+			ar.Paths = []string{}
+		}
+		if ar.GraphQLFields == nil {
+			ar.GraphQLFields = []string{}
+		}
+		if ai.Level != "" {
+			ar.Level = &ai.Level
+		}
+		out.Areas = append(out.Areas, ar)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Whoami is the body of GET /whoami: the calling key.
+type Whoami struct {
+	ID     string   `json:"id"`
+	Name   string   `json:"name"`
+	User   string   `json:"user"`
+	Rights []string `json:"rights"`
+}
+
+// GET /whoami
+func (h *handler) whoami(w http.ResponseWriter, r *http.Request, a keystore.Actor) {
+	if a.Local {
+		writeJSON(w, http.StatusOK, Whoami{ID: keystore.LocalActorID, Name: keystore.LocalActorID, User: "", Rights: []string{keystore.RightKeysAdmin}})
+		return
+	}
+	k, err := h.svc.Get(r.Context(), a, a.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	rights := k.Rights
+	if rights == nil {
+		rights = []string{}
+	}
+	writeJSON(w, http.StatusOK, Whoami{ID: k.ID, Name: k.Name, User: k.User, Rights: rights})
+}

@@ -260,5 +260,3 @@ func (e *env) create(a *keystore.Actor, body string) (*result, string) {
 	}
 	return r, r.str("key")
 }
-
-func ptr[T any](v T) *T { return &v }

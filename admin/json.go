@@ -14,7 +14,7 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
-// Key is the key object of DESIGN §2 as it goes over the wire, in its field
+// Key is the key object of docs/design.md §2 as it goes over the wire, in its field
 // order. The CLI decodes the same type.
 type Key struct {
 	ID          string   `json:"id"`
@@ -36,7 +36,7 @@ type Key struct {
 	Key string `json:"key,omitempty"`
 }
 
-// Rate is DESIGN §2's rate object: limit requests per a Go duration.
+// Rate is docs/design.md §2's rate object: limit requests per a Go duration.
 type Rate struct {
 	Limit int64  `json:"limit"`
 	Per   string `json:"per"`
@@ -51,7 +51,7 @@ func (r *Rate) String() string {
 	return fmt.Sprintf("%d/%s", r.Limit, r.Per)
 }
 
-// Quota is DESIGN §2's quota object: limit requests per UTC day or month.
+// Quota is docs/design.md §2's quota object: limit requests per UTC day or month.
 type Quota struct {
 	Limit  int64  `json:"limit"`
 	Period string `json:"period"`

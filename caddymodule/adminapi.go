@@ -49,13 +49,23 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 }
 
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	if a.app == nil || a.app.admin == nil {
+	app := a.app
+	if app != nil && app.res != nil {
+		// Caddy installs a new config's admin routes before starting its
+		// apps and keeps them when the start fails, so after a failed
+		// reload these routes belong to a config that never ran: serve
+		// with the config actually running.
+		if live := app.res.newest(); live != nil {
+			app = live
+		}
+	}
+	if app == nil || app.admin == nil {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the apikey app is not configured or not started")}
 	}
 	r2 := r.Clone(admin.WithActor(r.Context(), keystore.LocalActor()))
 	r2.URL.Path = "/" + strings.TrimPrefix(r.URL.Path, adminAPIBase)
 	r2.URL.RawPath = ""
-	a.app.admin.ServeHTTP(w, r2)
+	app.admin.ServeHTTP(w, r2)
 	return nil
 }
 

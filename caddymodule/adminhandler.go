@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -79,17 +78,19 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		h.app.admin.ServeHTTP(w, r2)
 		return nil
 	}
-	p, _, err := h.app.authenticate(w, r, &h.ex, time.Now())
-	if err != nil || p == nil {
-		return err
+	var ex extraction
+	h.ex.extract(r, &ex)
+	v := h.app.judge(r, &ex, &adminPolicy)
+	if v.Outcome != keystore.Allowed {
+		return h.app.refuse(w, r, &v)
 	}
-	if !p.Rights.Admin && !p.Rights.Self {
-		return fail(w, r, errNotAdmin, 0)
-	}
-	actor := keystore.KeyActor(p.Key, p.Rights)
+	actor := keystore.KeyActor(v.Principal.Key, v.Principal.Rights)
 	h.app.admin.ServeHTTP(w, r2.WithContext(admin.WithActor(r2.Context(), actor)))
 	return nil
 }
+
+// adminPolicy judges admin API calls: an admin key, no areas or limits.
+var adminPolicy = keystore.Policy{Admin: true}
 
 // isPublicAdminPath reports paths served without a key: the web console's
 // static assets and the OpenAPI description.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/graphql"
 )
 
 func init() {
@@ -44,6 +45,11 @@ type App struct {
 	// Caddy's path matcher (prefix "/a*", suffix "*a", exact),
 	// case-insensitively, on the cleaned path.
 	Areas []AreaConfig `json:"areas,omitempty"`
+
+	// GraphQL declares GraphQL endpoints: requests to their paths are
+	// judged by the operations and root fields of their documents instead
+	// of by path areas (docs/graphql.md).
+	GraphQL []GraphQLConfig `json:"graphql,omitempty"`
 
 	// UpstreamCredentials maps a run-as user to the backend's own
 	// credential for that user (normally an {env.*} or {file.*}
@@ -80,7 +86,11 @@ type App struct {
 	logger  *zap.Logger
 	ctx     caddy.Context
 	svc     *keystore.Service
-	admin   http.Handler // the admin API over svc, built in Start
+	gate    *keystore.Gate // the request policy, built in Start
+	// failures is the failed-attempt limiter of this config's setting
+	// (shared with live configs of the same setting); nil when off.
+	failures *keystore.FailureLimiter
+	admin    http.Handler // the admin API over svc, built in Start
 }
 
 // StorageConfig selects and configures the key store.
@@ -105,6 +115,23 @@ type AreaConfig struct {
 	Name string `json:"name"`
 	// Paths are the path patterns of the area.
 	Paths []string `json:"paths"`
+	// Level "write" makes every method, GET included, need write access
+	// (for paths that change data on a GET, such as Maximo's
+	// /oslc/script/*). Empty: GET, HEAD and OPTIONS need read.
+	Level string `json:"level,omitempty"`
+}
+
+// GraphQLConfig is one GraphQL endpoint.
+type GraphQLConfig struct {
+	// Paths of the endpoint (area path syntax), e.g. /mce/api/graphql.
+	Paths []string `json:"paths"`
+	// Fields maps an area to the root fields that belong to it.
+	Fields map[string][]string `json:"fields,omitempty"`
+	// Default is the area of root fields not listed; empty refuses them.
+	Default string `json:"default,omitempty"`
+	// MaxBody is the largest request body read, in bytes. Default 1 MiB;
+	// larger bodies get 413 and never reach the backend.
+	MaxBody int64 `json:"max_body,omitempty"`
 }
 
 // FailedAttemptsConfig limits failed key attempts per client.
@@ -137,6 +164,8 @@ type CacheConfig struct {
 	// MaxConcurrentLookups caps concurrent store lookups for cache misses.
 	// Default 32.
 	MaxConcurrentLookups int `json:"max_concurrent_lookups,omitempty"`
+	// LookupTimeout bounds each store lookup (503 past it). Default 2s.
+	LookupTimeout caddy.Duration `json:"lookup_timeout,omitempty"`
 }
 
 // RateConfig is a rate limit: Limit requests per Per.
@@ -213,6 +242,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 	areas, err := keystore.NewAreas(defs)
 	if err != nil {
 		return err
+	}
+	for _, ar := range a.Areas {
+		switch ar.Level {
+		case "":
+		case "write":
+			if err := areas.RequireWrite(ar.Name); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("area %q: level %q is unknown; the only level is write", ar.Name, ar.Level)
+		}
+	}
+	for _, g := range a.GraphQL {
+		ep, err := graphql.NewEndpoint(g.Paths, g.Fields, g.Default)
+		if err != nil {
+			return err
+		}
+		if err := areas.AddGraphQL(ep, g.MaxBody); err != nil {
+			return err
+		}
 	}
 	a.areas = areas
 	a.creds = make(map[string]any, len(a.UpstreamCredentials))
@@ -302,14 +351,26 @@ func (a *App) Start() error {
 		Pending:         a.res.meter,
 		Logger:          a.logger,
 	}
+	a.gate = &keystore.Gate{
+		Auth:        a.res.auth,
+		Areas:       a.areas,
+		Limiter:     a.res.limiter,
+		Meter:       a.res.meter,
+		Failures:    a.failures,
+		Credentials: a.creds,
+	}
 	a.admin = admin.New(admin.Config{Service: a.svc, Logger: a.logger})
 	a.logger.Info("apikey app started", zap.String("storage", a.Storage.Type), zap.Int("areas", len(a.Areas)))
 	return nil
 }
 
-// Stop is a no-op: shared resources stop when the last config using them
-// is cleaned up.
-func (a *App) Stop() error { return nil }
+// Stop takes this config's settings out of force (a newer config, or on a
+// failed reload the running one, takes over). Shared resources stop when
+// the last config using them is cleaned up.
+func (a *App) Stop() error {
+	a.res.release(a)
+	return nil
+}
 
 // Cleanup flushes usage counts (a reload loses none) and releases this
 // config's reference on the shared resources.
@@ -317,6 +378,8 @@ func (a *App) Cleanup() error {
 	if a.res == nil {
 		return nil
 	}
+	a.res.release(a) // in case Stop was not called
+
 	if a.res.opened() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -340,13 +403,6 @@ func (a *App) defaultQuota() *keystore.Quota {
 		return nil
 	}
 	return &keystore.Quota{Limit: a.DefaultQuota.Limit, Period: a.DefaultQuota.Period}
-}
-
-// credential returns the upstream credential of user, as an interface
-// value ready for the replacer.
-func (a *App) credential(user string) (any, bool) {
-	c, ok := a.creds[user]
-	return c, ok
 }
 
 // Interface guards.

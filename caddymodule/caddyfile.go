@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,7 +13,10 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/graphql"
 )
 
 func init() {
@@ -39,6 +44,11 @@ func init() {
 //		default_quota <limit>/<day|month>
 //		flush_interval <duration>
 //		failed_attempts <limit>/<window> | off
+//		graphql <path>… {
+//			field    <area> <rootField>…
+//			default  <area>
+//			max_body <size>
+//		}
 //		cache {
 //			size                   <n>
 //			negative_ttl           <duration>
@@ -56,6 +66,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	graphqlLines := &areaUses{}
 	seen := map[string]bool{}
 	once := func(name string) error {
 		if seen[name] {
@@ -66,7 +77,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if opt != "area" && opt != "upstream_credential" {
+		if opt != "area" && opt != "upstream_credential" && opt != "graphql" {
 			if err := once(opt); err != nil {
 				return nil, err
 			}
@@ -109,7 +120,23 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if _, err := keystore.NewAreas(map[string][]string{args[0]: args[1:]}); err != nil {
 				return nil, d.Err(err.Error())
 			}
-			app.Areas = append(app.Areas, AreaConfig{Name: args[0], Paths: args[1:]})
+			ac := AreaConfig{Name: args[0], Paths: args[1:]}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "level":
+					v, err := oneArg(d)
+					if err != nil {
+						return nil, err
+					}
+					if v != "write" {
+						return nil, d.Errf("area %s: level %q is unknown; the only level is write (every method needs write access)", ac.Name, v)
+					}
+					ac.Level = v
+				default:
+					return nil, d.Errf("area %s: unknown option %q; known: level", ac.Name, d.Val())
+				}
+			}
+			app.Areas = append(app.Areas, ac)
 		case "upstream_credential":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -169,11 +196,99 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.Cache = c
+		case "graphql":
+			g, err := parseGraphQL(d, graphqlLines)
+			if err != nil {
+				return nil, err
+			}
+			app.GraphQL = append(app.GraphQL, g)
 		default:
-			return nil, d.Errf("unknown apikey option %q; known: storage, prefix, license, area, upstream_credential, self_service_only, default_rate, default_quota, failed_attempts, flush_interval, cache", opt)
+			return nil, d.Errf("unknown apikey option %q; known: storage, prefix, license, area, upstream_credential, self_service_only, default_rate, default_quota, failed_attempts, flush_interval, cache, graphql", opt)
+		}
+	}
+	// Areas may be declared after the graphql block that uses them.
+	for _, area := range graphqlLines.order {
+		if !slices.ContainsFunc(app.Areas, func(a AreaConfig) bool { return a.Name == area.name }) {
+			return nil, fmt.Errorf("%s:%d: graphql maps root fields to area %q, which no area line defines; add `area %s <paths>…` or fix the name",
+				d.File(), area.line, area.name, area.name)
 		}
 	}
 	return httpcaddyfile.App{Name: "apikey", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// areaUses remembers where graphql blocks name areas, to check them once
+// every area line has been read.
+type areaUses struct {
+	order []struct {
+		name string
+		line int
+	}
+}
+
+func (u *areaUses) add(name string, line int) {
+	u.order = append(u.order, struct {
+		name string
+		line int
+	}{name, line})
+}
+
+// parseGraphQL parses
+//
+//	graphql <path>… {
+//		field <area> <rootField>…
+//		default <area>
+//		max_body <size>
+//	}
+func parseGraphQL(d *caddyfile.Dispenser, uses *areaUses) (GraphQLConfig, error) {
+	g := GraphQLConfig{Paths: d.RemainingArgs(), Fields: map[string][]string{}}
+	if len(g.Paths) == 0 {
+		return g, d.Err("graphql needs the endpoint's path, e.g. graphql /mce/api/graphql { field assets asset assets }")
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if opt != "field" {
+			if seen[opt] {
+				return g, d.Errf("graphql %s: %s is given twice", opt, opt)
+			}
+			seen[opt] = true
+		}
+		switch opt {
+		case "field":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return g, d.Err("field needs an area and at least one root field, e.g. field workorders workOrder workOrders createWorkOrder")
+			}
+			g.Fields[args[0]] = append(g.Fields[args[0]], args[1:]...)
+			uses.add(args[0], d.Line())
+		case "default":
+			v, err := oneArg(d)
+			if err != nil {
+				return g, err
+			}
+			g.Default = v
+			uses.add(v, d.Line())
+		case "max_body":
+			v, err := oneArg(d)
+			if err != nil {
+				return g, err
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<30 {
+				return g, d.Errf("max_body %q: give a size between 1B and 1GiB, e.g. 1MiB or 512KiB", v)
+			}
+			g.MaxBody = int64(n)
+		default:
+			return g, d.Errf("unknown graphql option %q; known: field, default, max_body", opt)
+		}
+	}
+	if len(g.Fields) == 0 && g.Default == "" {
+		return g, d.Err("graphql block maps no root fields; add field <area> <rootField>… lines or a default <area>")
+	}
+	if _, err := graphql.NewEndpoint(g.Paths, g.Fields, g.Default); err != nil {
+		return g, d.Err(err.Error())
+	}
+	return g, nil
 }
 
 func parseStorage(d *caddyfile.Dispenser) (*StorageConfig, error) {
@@ -254,8 +369,10 @@ func parseCache(d *caddyfile.Dispenser) (*CacheConfig, error) {
 			c.MaxStale, err = durationArg(d, opt)
 		case "max_concurrent_lookups":
 			c.MaxConcurrentLookups, err = intArg(d, opt)
+		case "lookup_timeout":
+			c.LookupTimeout, err = durationArg(d, opt)
 		default:
-			return nil, d.Errf("unknown cache option %q; known: size, negative_ttl, refresh_after, max_stale, max_concurrent_lookups", opt)
+			return nil, d.Errf("unknown cache option %q; known: size, negative_ttl, refresh_after, max_stale, max_concurrent_lookups, lookup_timeout", opt)
 		}
 		if err != nil {
 			return nil, err
@@ -343,6 +460,7 @@ func errRate(s string) error {
 //		query  NAME... | off
 //		bearer
 //		require_upstream_credential
+//		allow_path_chars ; %2F
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	d := h.Dispenser
@@ -370,8 +488,16 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 				return nil, d.ArgErr()
 			}
 			handler.RequireUpstreamCredential = true
+		case "allow_path_chars":
+			handler.AllowPathChars = d.RemainingArgs()
+			if len(handler.AllowPathChars) == 0 {
+				return nil, d.Err(`allow_path_chars needs ";" and/or "%2F"`)
+			}
+			if _, err := pathOptions(handler.AllowPathChars); err != nil {
+				return nil, d.Err(err.Error())
+			}
 		default:
-			return nil, d.Errf("unknown apikey handler option %q; known: header, query, bearer, require_upstream_credential", opt)
+			return nil, d.Errf("unknown apikey handler option %q; known: header, query, bearer, require_upstream_credential, allow_path_chars", opt)
 		}
 	}
 	return handler, nil

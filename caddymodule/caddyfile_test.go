@@ -111,6 +111,16 @@ func TestCaddyfileErrors(t *testing.T) {
 		{name: "bad quota", global: "apikey {\n default_quota 10/year\n}", wantErr: "must look like 10000/month"},
 		{name: "unknown handler option", global: "apikey {\n}", site: "apikey {\n nope\n}", wantErr: `unknown apikey handler option "nope"`},
 		{name: "unknown cache option", global: "apikey {\n cache {\n  huge 1\n }\n}", wantErr: `unknown cache option "huge"`},
+		{name: "graphql without path", global: "apikey {\n graphql {\n  default a\n }\n}", wantErr: "graphql needs the endpoint's path"},
+		{name: "graphql unknown area", global: "apikey {\n area assets /a*\n graphql /g {\n  field asets asset\n }\n}", wantErr: `Caddyfile:5: graphql maps root fields to area "asets"`},
+		{name: "graphql field twice", global: "apikey {\n area a /a*\n area b /b*\n graphql /g {\n  field a x\n  field b x\n }\n}", wantErr: "x"},
+		{name: "graphql unknown option", global: "apikey {\n graphql /g {\n  fields a x\n }\n}", wantErr: `unknown graphql option "fields"`},
+		{name: "graphql bad max_body", global: "apikey {\n area a /a*\n graphql /g {\n  field a x\n  max_body lots\n }\n}", wantErr: `max_body "lots"`},
+		{name: "graphql empty", global: "apikey {\n graphql /g {\n }\n}", wantErr: "maps no root fields"},
+		{name: "bad area level", global: "apikey {\n area s /maximo/oslc/script* {\n  level admin\n }\n}", wantErr: `level "admin" is unknown`},
+		{name: "unknown area option", global: "apikey {\n area s /x* {\n  mode write\n }\n}", wantErr: `area s: unknown option "mode"`},
+		{name: "bad allow_path_chars", global: "apikey {\n}", site: "apikey {\n allow_path_chars %5C\n}", wantErr: `only ";" and "%2F" can be allowed`},
+		{name: "empty allow_path_chars", global: "apikey {\n}", site: "apikey {\n allow_path_chars\n}", wantErr: `allow_path_chars needs`},
 		{name: "line number", global: "apikey {\n prefix kg\n\n bogus\n}", wantErr: "Caddyfile:5"},
 	}
 	for _, tc := range tests {

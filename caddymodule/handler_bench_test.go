@@ -32,14 +32,23 @@ import (
 
 const benchTarget = "/maximo/oslc/os/mxasset?lean=1&oslc.select=assetnum,status"
 
-// countingStore counts LookupDigest calls of the store it wraps.
+// countingStore counts LookupDigest calls of the store it wraps. Lookups
+// fail while down is set, and when their context is done, as a network
+// store's would.
 type countingStore struct {
 	keystore.Store
 	lookups atomic.Int64
+	down    atomic.Bool
 }
 
 func (s *countingStore) LookupDigest(ctx context.Context, d keystore.Digest) (*keystore.Key, error) {
 	s.lookups.Add(1)
+	if s.down.Load() {
+		return nil, keystore.ErrUnavailable
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return s.Store.LookupDigest(ctx, d)
 }
 
@@ -95,13 +104,14 @@ func newBenchRig(tb testing.TB, o benchOptions) *benchRig {
 		auth:    auth,
 		meter:   meter,
 		limiter: limiter,
+		isOpen:  true,
+	}
+	app := &App{areas: areas, creds: map[string]any{}, res: res, logger: zap.NewNop(),
 		// On the path, as by default, but never refusing: the invalid-key
 		// benchmark sends millions of bad keys from one client.
-		failures: keystore.NewFailureLimiter(1<<40, time.Minute, 0),
-		isOpen:   true,
-	}
-	app := &App{areas: areas, creds: map[string]any{}, res: res, logger: zap.NewNop()}
-	h := &Handler{app: app, ex: KeySources{}.extractor(), logger: zap.NewNop()}
+		failures: keystore.NewFailureLimiter(1<<40, time.Minute, 0)}
+	app.gate = &keystore.Gate{Auth: auth, Areas: areas, Limiter: limiter, Meter: meter, Failures: app.failures, Credentials: app.creds}
+	h := &Handler{app: app, ex: KeySources{}.extractor()}
 	return &benchRig{h: h, store: store, key: secret}
 }
 
@@ -303,7 +313,7 @@ func BenchmarkHandlerReject(b *testing.B) {
 }
 
 // TestRejectBadChecksumWithoutStore: a key with a wrong checksum is refused
-// without a store lookup (DESIGN §1 step 2).
+// without a store lookup (docs/design.md §1 step 2).
 func TestRejectBadChecksumWithoutStore(t *testing.T) {
 	t.Parallel()
 	rig := newBenchRig(t, benchOptions{})
@@ -322,7 +332,7 @@ func TestRejectBadChecksumWithoutStore(t *testing.T) {
 }
 
 // TestConcurrentColdKeyOneLookup: 5,000 concurrent requests with the same
-// valid key, not yet cached, make exactly one store lookup (DESIGN §1 step 3:
+// valid key, not yet cached, make exactly one store lookup (docs/design.md §1 step 3:
 // singleflight), and all of them pass.
 // ristretto applies Set asynchronously, so the Authenticator waits for its
 // fill inside the flight and re-checks the cache at the start of a flight.

@@ -21,7 +21,7 @@ var (
 	descStoreErrors = prometheus.NewDesc("keygate_store_errors_total",
 		"Store lookups that failed (the request got 503 unless a cached key was served).", nil, nil)
 	descStaleServed = prometheus.NewDesc("keygate_cache_stale_served_total",
-		"Requests served from a stale cache entry while the store was unreachable.", nil, nil)
+		"Requests served from a stale cache entry (past refresh_after, while it was re-read or the store was unreachable).", nil, nil)
 	descPending = prometheus.NewDesc("keygate_meter_pending_requests",
 		"Counted requests not yet written to the store.", nil, nil)
 	descFailBlocked = prometheus.NewDesc("keygate_failed_attempts_blocked_total",
@@ -71,8 +71,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	r := c.res
-	for i := range numResults {
-		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(r.results[i].Load()), resultNames[i])
+	counts := r.outcomes.byResult()
+	for _, name := range resultNames {
+		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(counts[name]), name)
 	}
 	if !r.opened() {
 		return
@@ -83,11 +84,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(st.LookupErrors))
 	ch <- prometheus.MustNewConstMetric(descStaleServed, prometheus.CounterValue, float64(st.StaleServed))
 	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(r.meter.PendingTotal()))
-	var blocked uint64
-	if r.failures != nil {
-		blocked = r.failures.BlockedTotal()
-	}
-	ch <- prometheus.MustNewConstMetric(descFailBlocked, prometheus.CounterValue, float64(blocked))
+	ch <- prometheus.MustNewConstMetric(descFailBlocked, prometheus.CounterValue, float64(r.blockedTotal()))
 	r.lookupHist.Collect(ch)
 	r.flushHist.Collect(ch)
 	if r.listener != nil {

@@ -2,10 +2,18 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -34,17 +42,29 @@ type resources struct {
 	flushEvery time.Duration      // interval of the running flush loop
 	stopFlush  context.CancelFunc // stops that loop alone
 
-	limiter *keystore.Limiter
-	meter   *keystore.Meter
-	results resultCounters
+	// live are the configs started and not yet stopped, oldest first. The
+	// newest one's settings are in force: a reload's new config starts
+	// before the old one stops, and a config whose start fails is stopped
+	// again (Caddy stops the apps it started), so its settings never
+	// outlive the failed reload.
+	live []*App
 
-	listener *postgres.Listener       // nil unless the store is Postgres
-	failures *keystore.FailureLimiter // nil: failed attempts not limited
+	limiter  *keystore.Limiter
+	meter    *keystore.Meter
+	outcomes outcomeCounters // requests per Gate outcome, for metrics
+
+	listener keystore.FeedWatcher // nil unless the store has a change feed
+	// failures holds one failed-attempt limiter per setting in use by a
+	// live config, so a reload that keeps the setting keeps the counts,
+	// and a failed reload leaves the running config's limiter untouched.
+	failures       map[failedSetting]*keystore.FailureLimiter
+	blockedRetired uint64 // blocks counted by limiters no config uses any more
 
 	lookupHist, flushHist prometheus.Histogram
-}
 
-func (r *resources) count(res result) { r.results.add(res) }
+	// journal takes the usage counts the store cannot take at shutdown.
+	journal *keystore.Journal
+}
 
 func (r *resources) opened() bool {
 	r.mu.Lock()
@@ -52,14 +72,15 @@ func (r *resources) opened() bool {
 	return r.isOpen
 }
 
-// open opens the store and builds the cache on first use. Later configs
-// (reloads) reuse them; options that shape them (storage, cache size) take
-// effect on restart, except flush_interval, which follows the latest config.
+// open opens the store and builds the cache on first use, and puts a's
+// settings in force. Later configs (reloads) reuse the store and cache.
 func (r *resources) open(a *App) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.isOpen {
-		r.runFlush(time.Duration(a.FlushInterval))
+		r.live = append(r.live, a)
+		a.failures = r.failuresFor(a)
+		r.applyNewest()
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -76,6 +97,7 @@ func (r *resources) open(a *App) error {
 			RefreshAfter:         time.Duration(c.RefreshAfter),
 			MaxStale:             time.Duration(c.MaxStale),
 			MaxConcurrentLookups: c.MaxConcurrentLookups,
+			LookupTimeout:        time.Duration(c.LookupTimeout),
 		}
 	}
 	auth, err := keystore.NewAuthenticator(store, opts)
@@ -85,14 +107,15 @@ func (r *resources) open(a *App) error {
 		return err
 	}
 	auth.OnLookup = observe(r.lookupHist)
-	meter := keystore.NewMeter(store, keystore.MeterOptions{Logger: r.logger, OnFlush: observe(r.flushHist)})
-	if fa := a.FailedAttempts; fa == nil || !fa.Off {
-		limit, window := defaultFailedLimit, defaultFailedWindow
-		if fa != nil {
-			limit, window = fa.Limit, time.Duration(fa.Window)
-		}
-		r.failures = keystore.NewFailureLimiter(limit, window, 0)
+	r.journal = &keystore.Journal{Path: journalPath(a)}
+	if n, err := r.journal.Replay(ctx, store); err != nil {
+		cancel()
+		store.Close()
+		return fmt.Errorf("usage counts saved at the last shutdown could not be added to the store: %w", err)
+	} else if n > 0 {
+		r.logger.Info("usage counts saved at the last shutdown added to the store", zap.Int("batches", n), zap.String("journal", r.journal.Path))
 	}
+	meter := keystore.NewMeter(store, keystore.MeterOptions{Logger: r.logger, OnFlush: observe(r.flushHist)})
 	// No default limits here: they belong to each config, and handlers
 	// pass theirs to AdmitDefaults, so a reload can change them.
 	limiter := keystore.NewLimiter(keystore.LimiterOptions{
@@ -102,18 +125,116 @@ func (r *resources) open(a *App) error {
 	})
 	r.done.Add(1)
 	go func() { defer r.done.Done(); limiter.Run(ctx, 0) }()
-	if r.failures != nil {
-		r.done.Add(1)
-		go func() { defer r.done.Done(); sweepEvery(ctx, time.Minute, r.failures.Sweep) }()
-	}
-	if pg, ok := store.(*postgres.Store); ok {
+	r.done.Add(1)
+	go func() { defer r.done.Done(); sweepEvery(ctx, time.Minute, r.sweepFailures) }()
+	if feed, ok := store.(keystore.ChangeFeed); ok {
 		// The change feed evicts keys changed by other instances.
-		r.listener = pg.Listen(ctx, 0, func(digests []keystore.Digest) { auth.Invalidate(digests...) })
+		r.listener = feed.WatchChanges(ctx, func(digests []keystore.Digest) { auth.Invalidate(digests...) })
 	}
 	r.store, r.auth, r.meter, r.limiter, r.ctx, r.cancel = store, auth, meter, limiter, ctx, cancel
-	r.runFlush(time.Duration(a.FlushInterval))
 	r.isOpen = true
+	r.live = append(r.live, a)
+	a.failures = r.failuresFor(a)
+	r.applyNewest()
 	return nil
+}
+
+// release takes a stopped config's settings out of force; the newest
+// config still live takes over (on a failed reload: the running one).
+func (r *resources) release(a *App) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, l := range r.live {
+		if l == a {
+			r.live = append(r.live[:i], r.live[i+1:]...)
+			break
+		}
+	}
+	for set, f := range r.failures {
+		if !slices.ContainsFunc(r.live, func(l *App) bool { return l.failedSetting() == set }) {
+			r.blockedRetired += f.BlockedTotal()
+			delete(r.failures, set)
+		}
+	}
+	if r.isOpen && len(r.live) > 0 {
+		r.applyNewest()
+	}
+}
+
+// newest returns the config whose settings are in force, nil if none is
+// running.
+func (r *resources) newest() *App {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.live) == 0 {
+		return nil
+	}
+	return r.live[len(r.live)-1]
+}
+
+// failedSetting is a config's failed_attempts setting.
+type failedSetting struct {
+	limit  int
+	window time.Duration
+}
+
+func (a *App) failedSetting() failedSetting {
+	fa := a.FailedAttempts
+	switch {
+	case fa == nil:
+		return failedSetting{defaultFailedLimit, defaultFailedWindow}
+	case fa.Off:
+		return failedSetting{}
+	}
+	return failedSetting{fa.Limit, time.Duration(fa.Window)}
+}
+
+// failuresFor returns the failed-attempt limiter of a's setting (nil when
+// it is off), shared with live configs of the same setting. r.mu must be
+// held.
+func (r *resources) failuresFor(a *App) *keystore.FailureLimiter {
+	set := a.failedSetting()
+	if set.limit == 0 {
+		return nil
+	}
+	if f, ok := r.failures[set]; ok {
+		return f
+	}
+	if r.failures == nil {
+		r.failures = map[failedSetting]*keystore.FailureLimiter{}
+	}
+	f := keystore.NewFailureLimiter(set.limit, set.window, 0)
+	r.failures[set] = f
+	return f
+}
+
+func (r *resources) sweepFailures(now time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, f := range r.failures {
+		n += f.Sweep(now)
+	}
+	return n
+}
+
+// blockedTotal counts requests refused for too many failed attempts, by
+// every limiter since start.
+func (r *resources) blockedTotal() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.blockedRetired
+	for _, f := range r.failures {
+		n += f.BlockedTotal()
+	}
+	return n
+}
+
+// applyNewest puts the settings of the newest live config in force. r.mu
+// must be held.
+func (r *resources) applyNewest() {
+	a := r.live[len(r.live)-1]
+	r.runFlush(time.Duration(a.FlushInterval))
 }
 
 // runFlush runs the meter's periodic flush every interval, replacing a loop
@@ -177,6 +298,30 @@ func openStore(ctx context.Context, a *App) (keystore.Store, error) {
 	return nil, fmt.Errorf("storage type %q is not supported", a.Storage.Type)
 }
 
+// journalPath is where usage counts go when the store cannot take them at
+// shutdown: beside the bolt file, or in Caddy's data directory for a
+// database (one file per DSN).
+func journalPath(a *App) string {
+	if a.Storage.Type == "file" {
+		return a.Storage.Path + ".usage-journal"
+	}
+	sum := sha256.Sum256([]byte(a.Storage.DSN))
+	return filepath.Join(caddy.AppDataDir(), "keygate", "usage-journal-"+hex.EncodeToString(sum[:8]))
+}
+
+// countsLost is set when usage counts could be saved nowhere; the process
+// then exits non-zero, so a service manager and an operator notice.
+var countsLost atomic.Bool
+
+func init() {
+	caddy.OnExit(func(context.Context) {
+		if countsLost.Load() {
+			fmt.Fprintln(os.Stderr, "keygate: usage counts were lost at shutdown: the key store and the local usage journal both failed (see the log)")
+			os.Exit(1)
+		}
+	})
+}
+
 // flush writes pending usage counts to the store.
 func (r *resources) flush(ctx context.Context) error {
 	return r.meter.Flush(ctx)
@@ -197,7 +342,18 @@ func (r *resources) Destruct() error {
 	defer cancel()
 	err := r.meter.Close(ctx)
 	if err != nil {
-		r.logger.Error("flushing usage counts at shutdown", zap.Error(err))
+		// The store cannot take them: keep them locally, for the next start.
+		jerr := r.meter.FlushTo(context.Background(), r.journal)
+		if jerr == nil {
+			r.logger.Warn("the key store could not take the last usage counts; they were saved locally and are added at the next start",
+				zap.String("journal", r.journal.Path), zap.Error(err))
+			err = nil
+		} else {
+			r.logger.Error("usage counts lost: neither the key store nor the local journal could take them",
+				zap.String("journal", r.journal.Path), zap.Error(err), zap.NamedError("journal_error", jerr))
+			countsLost.Store(true)
+			err = errors.Join(err, jerr)
+		}
 	}
 	r.limiter.Wait()
 	r.auth.Close()

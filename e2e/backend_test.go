@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,10 +12,12 @@ import (
 
 // received is what the backend saw of one request.
 type received struct {
-	Method   string
-	Path     string
-	RawQuery string
-	Header   http.Header
+	Method     string
+	Path       string
+	RawQuery   string
+	RequestURI string // as it arrived on the wire
+	Header     http.Header
+	Body       string
 }
 
 // backend is a Maximo stand-in on loopback that records every request.
@@ -28,11 +31,12 @@ func newBackend(t *testing.T) *backend {
 	t.Helper()
 	b := &backend{}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		b.mu.Lock()
-		b.got = append(b.got, received{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone()})
+		b.got = append(b.got, received{r.Method, r.URL.Path, r.URL.RawQuery, r.RequestURI, r.Header.Clone(), string(body)})
 		b.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		if !strings.HasPrefix(strings.ToLower(r.URL.Path), "/maximo/") {
+		if p := strings.ToLower(r.URL.Path); !strings.HasPrefix(p, "/maximo/") && !strings.HasPrefix(p, "/mce/") {
 			w.WriteHeader(http.StatusNotFound)
 			json.NewEncoder(w).Encode(map[string]any{"Error": map[string]string{"message": "BMXAA8727E - not found", "statusCode": "404", "reasonCode": "BMXAA8727E"}})
 			return

@@ -65,14 +65,25 @@ func TestBrowserConsole(t *testing.T) {
 	b.typeInto("#n-name", "mx-asset-reader")
 	b.typeInto("#n-user", "MXINTADM")
 	b.typeInto("#n-description", "Asset reads for the nightly sync")
-	b.typeInto("#n-area", "nosuch")
-	b.click("#n-area-add")
+	// The rights editor offers the configured areas (GET /areas), also
+	// those no key uses yet, and no free-text area field.
+	areas := evalJS[[]string](b, `[...document.querySelectorAll('#rights-body input[value="write"]')].map((i) => i.name.slice(6))`)
+	if got := strings.Join(areas, ","); got != "assets,locations,workorders" {
+		t.Fatalf("areas offered to keys:admin: got %s, want assets,locations,workorders (the configured areas)", got)
+	}
+	if got := b.text("#rights-body"); !strings.Contains(got, "/maximo/oslc/os/mxapilocations*") {
+		t.Fatalf("rights editor does not show the areas' paths:\n%s", got)
+	}
+	if b.visible("#add-area") {
+		t.Fatalf("free-text area field shown although the configured areas are known")
+	}
 	b.click(`#rights-body input[name="right:assets"][value="read"]`)
+	evalJS[string](b, `(() => { const s = document.querySelector('#n-expiry'); s.value = 'date'; s.dispatchEvent(new Event('change')); document.querySelector('#n-expires-date').value = '2020-01-31'; return ''; })()`)
 	b.click("#new-submit")
-	b.waitText("#n-rights-error", "nosuch")
-	b.waitText("#new-error", "nosuch")
+	b.waitText("#n-expires-error", "not in the future")
+	b.waitText("#new-error", "not in the future")
 	b.screenshot("create-form-server-error", true)
-	b.click(`#rights-body input[name="right:nosuch"][value="none"]`)
+	evalJS[string](b, `(() => { const s = document.querySelector('#n-expiry'); s.value = ''; s.dispatchEvent(new Event('change')); return ''; })()`)
 	b.typeInto("#n-rate", "100")
 	b.typeInto("#n-quota", "10000")
 	b.screenshot("create-form", true)

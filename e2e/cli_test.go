@@ -76,6 +76,28 @@ func TestCLIAdminKeyManagesThroughSite(t *testing.T) {
 	if code := doJSON(t, "GET", site+"/keys?user=MXINTADM", hdr("apikey", adminKey), nil, &list); code != 200 || len(list.Keys) != 1 {
 		t.Fatalf("list through the site: got %d with %d keys, want 200 and 1", code, len(list.Keys))
 	}
+	// whoami names the calling key on the site, "local" on the admin endpoint.
+	var who struct {
+		ID, Name, User string
+		Rights         []string
+	}
+	if code := doJSON(t, "GET", site+"/whoami", hdr("apikey", adminKey), nil, &who); code != 200 ||
+		who.Name != "ops-admin" || who.User != "OPS" || strings.Join(who.Rights, ",") != "keys:admin" || !strings.HasPrefix(who.ID, "key_") {
+		t.Fatalf("whoami through the site: got %d %+v, want ops-admin (OPS) with keys:admin", code, who)
+	}
+	if stdout, stderr, code := in.cli("whoami"); code != 0 || !strings.Contains(stdout, "local") || !strings.Contains(stdout, "keys:admin") {
+		t.Fatalf("whoami: exit %d %q %s", code, stdout, stderr)
+	}
+	// areas lists the configured areas; an unknown one is refused naming them.
+	if stdout, stderr, code := in.cli("areas"); code != 0 || !strings.Contains(stdout, "/maximo/oslc/os/mxapilocations*") ||
+		!strings.Contains(stdout, "workorders") || !strings.Contains(stdout, "assets") {
+		t.Fatalf("areas: exit %d %q %s", code, stdout, stderr)
+	}
+	if _, stderr, code := in.cli("create", "--name", "x", "--user", "U", "--rights", "billing:read"); code != 1 ||
+		!strings.Contains(stderr, "configured areas: assets, locations, workorders") {
+		t.Fatalf("unknown area: exit %d %q, want 1 naming the configured areas", code, stderr)
+	}
+
 	// A proxy key is not an admin key; a bad key gets the proxy's 401.
 	if code, body, _ := call(t, "GET", site+"/keys", hdr("apikey", k.Key)); code != 403 || !strings.Contains(body, "forbidden") {
 		t.Fatalf("non-admin key on the admin API: got %d %s, want 403 forbidden", code, body)

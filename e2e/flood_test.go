@@ -361,7 +361,7 @@ func TestUnauthorizedTiming(t *testing.T) {
 	}
 }
 
-// floodErrorCode returns the code of a DESIGN §1 error body, or "".
+// floodErrorCode returns the code of a docs/design.md §1 error body, or "".
 func floodErrorCode(body string) string {
 	var e struct {
 		Error struct {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -41,16 +42,36 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a port that was free on every interface a moment ago.
+// It is drawn from below the kernel's ephemeral range: a port taken from
+// ":0" can meanwhile become the source port of one of the many outgoing
+// connections the tests make (Postgres, backends), and Caddy then fails to
+// bind it. Ports handed out once in this process are never handed out again.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := 20000 + rand.IntN(12000) // 20000–31999, under Linux's default 32768–60999
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port found in 20000–31999")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // instance is a running keygate process.
 type instance struct {
@@ -81,17 +102,6 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// siteConfig renders a Caddyfile: global options with the apikey app
-// (appBody goes inside `apikey { … }`), one site on sitePort.
-type siteConfig struct {
-	AppBody  string // lines inside apikey { }
-	Global   string // extra global options
-	Site     string // site body; default: admin + apikey + reverse_proxy to Backend
-	Handler  string // apikey handler block body
-	Backend  string // host:port
-	SiteLogs bool   // add an access log with the example's filters
 }
 
 const maximoAreas = `

@@ -289,9 +289,12 @@ func runLeakSweep(t *testing.T, in *instance, be *backend, varDir string, outage
 			t.Errorf("ambiguous %v+%v: got %d %s, want 401", pair[0], pair[1], code, body)
 		}
 	}
-	// A path that climbs out of every area.
-	if code, body := tr.send(t, in, "GET", "/maximo/oslc/os/mxapiasset/../../../nowhere", valid.key, viaQuery); code != 403 {
+	// A path in no area, and one that tries to climb out of its area.
+	if code, body := tr.send(t, in, "GET", "/maximo/oslc/nowhere", valid.key, viaQuery); code != 403 {
 		t.Errorf("path outside every area: got %d %s, want 403", code, body)
+	}
+	if code, body := tr.send(t, in, "GET", "/maximo/oslc/os/mxapiasset/..;/../../nowhere", valid.key, viaQuery); code != 400 {
+		t.Errorf("path climbing out of its area: got %d %s, want 400", code, body)
 	}
 	if outage != nil {
 		outage.proxy.cut()

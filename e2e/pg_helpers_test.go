@@ -274,7 +274,7 @@ func waitStatus(t *testing.T, c *http.Client, url, key string, want int, within 
 	return 0
 }
 
-// errorCode returns the code of a DESIGN §1 error body, or "".
+// errorCode returns the code of a docs/design.md §1 error body, or "".
 func errorCode(body string) string {
 	var e struct {
 		Error struct {
@@ -327,23 +327,27 @@ func loggerLines(in *instance, logger string) string {
 }
 
 // pgProxy is a TCP proxy on loopback in front of Postgres that can refuse
-// new connections and cut the established ones, to simulate an outage.
+// new connections and cut the established ones, to simulate an outage, or
+// go silent, to simulate a partition.
 type pgProxy struct {
 	t      *testing.T
 	target string
 	addr   string
 
-	mu    sync.Mutex
-	ln    net.Listener // nil while refusing
-	gen   int          // bumped on every refuse, so late accepts are dropped
-	conns map[net.Conn]struct{}
-	ports map[int]bool // local ports of every upstream connection made
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	silent bool         // accept and read, forward nothing
+	ln     net.Listener // nil while refusing
+	gen    int          // bumped on every refuse, so late accepts are dropped
+	conns  map[net.Conn]struct{}
+	ports  map[int]bool // local ports of every upstream connection made
+	wg     sync.WaitGroup
 }
 
 func newPGProxy(t *testing.T, target string) *pgProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Not ":0": restore listens on this address again, which an ephemeral
+	// port may no longer allow (see freePort).
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,6 +375,19 @@ func (p *pgProxy) serve(ln net.Listener) {
 }
 
 func (p *pgProxy) handle(c net.Conn, gen int) {
+	if p.isSilent() {
+		// Accepted, then never answered: the client's connect hangs
+		// until its own deadline.
+		p.mu.Lock()
+		p.conns[c] = struct{}{}
+		p.mu.Unlock()
+		io.Copy(io.Discard, c)
+		c.Close()
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+		return
+	}
 	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		c.Close()
@@ -388,7 +405,18 @@ func (p *pgProxy) handle(c net.Conn, gen int) {
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		io.Copy(dst, src)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 && !p.isSilent() {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
 		dst.Close()
 		src.Close()
 		done <- struct{}{}
@@ -423,6 +451,36 @@ func (p *pgProxy) cut() {
 	for c := range p.conns {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetLinger(0) // RST, like a crashed server
+		}
+		c.Close()
+	}
+}
+
+func (p *pgProxy) isSilent() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.silent
+}
+
+// silence makes the proxy a black hole, like a network partition that
+// drops packets without a reset: established connections stay open but
+// nothing passes either way, new connections are accepted and never
+// answered.
+func (p *pgProxy) silence() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.silent = true
+}
+
+// speak ends a silence: the connections it left half-used are reset and
+// new ones are forwarded again.
+func (p *pgProxy) speak() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.silent = false
+	for c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
 		}
 		c.Close()
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Usage metering, rate limits and quotas (DESIGN §1 steps 6–7, §2 Limits,
+// Usage metering, rate limits and quotas (docs/design.md §1 steps 6–7, §2 Limits,
 // §5) with the real binary.
 
 const usageAsset = "/maximo/oslc/os/mxapiasset"
@@ -92,6 +92,9 @@ func (in *instance) usageReload(cfg string) {
 	if resp.StatusCode != 200 {
 		in.t.Fatalf("POST /load: got status %d (%s), want 200", resp.StatusCode, b)
 	}
+	// The old config's server closes its idle keep-alive connections; a
+	// request sent on one of them meanwhile is reset. Dial afresh.
+	http.DefaultClient.CloseIdleConnections()
 }
 
 // usageTally counts the answers a load generator got.
@@ -168,7 +171,7 @@ func usageLoad(ctx context.Context, url, key string, workers int, pace time.Dura
 	return func() { wg.Wait(); client.CloseIdleConnections() }
 }
 
-// usageErrCode extracts "code" from a DESIGN error body, "" if there is none.
+// usageErrCode extracts "code" from an error body, "" if there is none.
 func usageErrCode(body string) string {
 	const marker = `"code":"`
 	i := strings.Index(body, marker)

@@ -15,12 +15,18 @@ import (
 type Areas struct {
 	names    []string
 	patterns []areaPattern
+	// writeOnly holds the areas declared level write: every method needs
+	// write there (Maximo runs automation scripts on a GET).
+	writeOnly map[string]bool
+	graphql   []*GraphQLEndpoint // judged by document instead of by path
 }
 
 type areaPattern struct {
-	area string
-	kind patternKind
-	text string // lower case, without the stars
+	area      string
+	writeOnly bool // the area is declared level write
+	kind      patternKind
+	text      string // lower case, without the stars
+	raw       string // as configured, for Info
 }
 
 type patternKind uint8
@@ -59,6 +65,27 @@ func NewAreas(defs map[string][]string) (*Areas, error) {
 	return a, nil
 }
 
+// RequireWrite declares an area level write: every method, GET included,
+// needs write access there.
+func (a *Areas) RequireWrite(name string) error {
+	if !a.Has(name) {
+		return fmt.Errorf("level write for area %q, which is not defined", name)
+	}
+	if a.writeOnly == nil {
+		a.writeOnly = map[string]bool{}
+	}
+	a.writeOnly[name] = true
+	for i := range a.patterns {
+		if a.patterns[i].area == name {
+			a.patterns[i].writeOnly = true
+		}
+	}
+	return nil
+}
+
+// WriteOnly reports whether an area is declared level write.
+func (a *Areas) WriteOnly(name string) bool { return a.writeOnly[name] }
+
 // ValidateAreaName checks an area name.
 func ValidateAreaName(name string) error {
 	if name == "" || name == AllAreas || name == "keys" {
@@ -83,7 +110,7 @@ func compilePattern(area, p string) (areaPattern, error) {
 	if strings.Contains(text, "*") {
 		return areaPattern{}, fmt.Errorf("area %q: path %q may use * only at its start or end", area, p)
 	}
-	ap := areaPattern{area: area, text: text}
+	ap := areaPattern{area: area, text: text, raw: p}
 	switch {
 	case starts && ends:
 		ap.kind = matchSubstring
@@ -123,7 +150,8 @@ func CleanPath(p string) string {
 
 // Allowed reports whether rights grant `need` on the cleaned path, and the
 // matched area (if any). A path in no area is never allowed, even for *:write:
-// the wildcard grants every configured area, not unconfigured paths.
+// the wildcard grants every configured area, not unconfigured paths. In an
+// area declared level write, every method needs write.
 func (a *Areas) Allowed(r *Rights, cleanPath string, need Level) (area string, ok bool) {
 	for i := range a.patterns {
 		p := &a.patterns[i]
@@ -133,7 +161,11 @@ func (a *Areas) Allowed(r *Rights, cleanPath string, need Level) (area string, o
 		if area == "" {
 			area = p.area
 		}
-		if r.Level(p.area) >= need {
+		n := need
+		if p.writeOnly {
+			n = LevelWrite
+		}
+		if r.Level(p.area) >= n {
 			return p.area, true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,8 +46,14 @@ type AuthOptions struct {
 	// (or announced by a change feed) evict entries at once regardless.
 	RefreshAfter time.Duration
 	// MaxStale is how much longer than RefreshAfter a cached key keeps
-	// working while the store is unreachable. Default 1m.
+	// working while the store is unreachable. Default 1m. Within it, a
+	// stale key is served at once and re-read in the background.
 	MaxStale time.Duration
+	// LookupTimeout bounds each store lookup, waiting for a lookup slot
+	// included. Default 2s. A store that stops answering without refusing
+	// (a silent network partition) then costs unknown keys a 503 after
+	// LookupTimeout instead of a hang for the whole outage.
+	LookupTimeout time.Duration
 	// MaxConcurrentLookups caps store lookups for cache misses, so a flood
 	// of random well-formed keys cannot overload the store. Default 32.
 	MaxConcurrentLookups int
@@ -65,7 +72,7 @@ type AuthStats struct {
 // caching. It is safe for concurrent use and meant to be shared by every
 // handler of a process (it outlives config reloads).
 type Authenticator struct {
-	store Store
+	store DigestLookup
 	opts  AuthOptions
 	cache *ristretto.Cache[uint64, *cacheEntry]
 	group singleflight.Group
@@ -77,6 +84,13 @@ type Authenticator struct {
 
 	hits, misses, lookups, lookupErrors, staleServed, lookupNanos atomic.Uint64
 
+	// background counts lookups that may outlive their callers (flights,
+	// refreshes of stale entries); Close waits for them before closing
+	// the cache they write to.
+	mu         sync.Mutex
+	closed     bool
+	background sync.WaitGroup
+
 	// OnLookup, if set, observes every store lookup's duration and error.
 	OnLookup func(d time.Duration, err error)
 }
@@ -85,10 +99,13 @@ type cacheEntry struct {
 	digest    Digest
 	principal *Principal // nil: the digest is unknown
 	loadedAt  time.Time
+	// refreshing is set while a background refresh of this entry runs,
+	// so a stale hot key starts one store lookup, not one per request.
+	refreshing atomic.Bool
 }
 
 // NewAuthenticator returns an Authenticator over store.
-func NewAuthenticator(store Store, opts AuthOptions) (*Authenticator, error) {
+func NewAuthenticator(store DigestLookup, opts AuthOptions) (*Authenticator, error) {
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 100_000
 	}
@@ -100,6 +117,9 @@ func NewAuthenticator(store Store, opts AuthOptions) (*Authenticator, error) {
 	}
 	if opts.MaxStale <= 0 {
 		opts.MaxStale = time.Minute
+	}
+	if opts.LookupTimeout <= 0 {
+		opts.LookupTimeout = 2 * time.Second
 	}
 	if opts.MaxConcurrentLookups <= 0 {
 		opts.MaxConcurrentLookups = 32
@@ -151,24 +171,47 @@ func (a *Authenticator) authenticateAt(ctx context.Context, d *Digest, now time.
 			a.hits.Add(1)
 			return a.check(e.principal, d, now)
 		}
-		// Stale positive entry: re-read, but keep serving it for
-		// MaxStale if the store is down.
-		p, err := a.load(ctx, d)
-		if err != nil && errors.Is(err, ErrUnavailable) && age <= a.opts.RefreshAfter+a.opts.MaxStale {
+		if age <= a.opts.RefreshAfter+a.opts.MaxStale {
+			// Stale but usable: answer now and re-read in the
+			// background, so a slow or silent store never holds up a
+			// key it could be served from cache. The entry keeps
+			// serving until MaxStale if the refresh fails.
 			a.staleServed.Add(1)
+			if e.refreshing.CompareAndSwap(false, true) {
+				if a.enter() {
+					go a.refresh(e, *d)
+				} else {
+					e.refreshing.Store(false)
+				}
+			}
 			return a.check(e.principal, d, now)
 		}
+		// Past MaxStale only the store's answer will do.
+		p, err := a.load(ctx, d)
 		if err != nil {
 			return nil, err
 		}
 		return a.check(p, d, now)
 	}
 	a.misses.Add(1)
+	// A client already gone gets no lookup; checking here also keeps the
+	// answer from depending on which of two ready channels select picks.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("before a key lookup: %w", errors.Join(ErrUnavailable, err))
+	}
 	p, err := a.load(ctx, d)
 	if err != nil {
 		return nil, err
 	}
 	return a.check(p, d, now)
+}
+
+// refresh re-reads a stale entry. A failure (counted by load) leaves the
+// entry as it is, to be retried by a later request.
+func (a *Authenticator) refresh(e *cacheEntry, d Digest) {
+	defer a.background.Done()
+	defer e.refreshing.Store(false)
+	a.load(context.Background(), &d)
 }
 
 func (a *Authenticator) check(p *Principal, d *Digest, now time.Time) (*Principal, error) {
@@ -179,27 +222,40 @@ func (a *Authenticator) check(p *Principal, d *Digest, now time.Time) (*Principa
 }
 
 // load reads the digest from the store, one query per digest at a time, and
-// caches the answer (negative answers with NegativeTTL).
-func (a *Authenticator) load(ctx context.Context, d *Digest) (*Principal, error) {
+// caches the answer (negative answers with NegativeTTL). The shared lookup
+// runs under its own LookupTimeout deadline, detached from the callers: one
+// client going away must not fail the others waiting for the same digest.
+// Each caller stops waiting when its own context ends.
+func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, error) {
+	// The flight may outlive this call: it gets a copy, so the caller's
+	// digest (on its stack on the hit path) does not escape.
+	d := new(Digest)
+	*d = *caller
 	gen := a.gen.Load()
 	var sfKey [len(Digest{}) + 8]byte
 	copy(sfKey[:], d[:])
 	binary.LittleEndian.PutUint64(sfKey[len(d):], gen)
-	v, err, _ := a.group.Do(string(sfKey[:]), func() (any, error) {
+	ch := a.group.DoChan(string(sfKey[:]), func() (any, error) {
+		if !a.enter() {
+			return nil, fmt.Errorf("key cache closed: %w", ErrUnavailable)
+		}
+		defer a.background.Done()
 		// A flight that finished just before this one started may have
 		// filled the cache after our caller missed it.
 		if e, ok := a.cache.Get(cacheKey(d)); ok && e.digest == *d &&
 			(e.principal == nil || a.opts.Now().Sub(e.loadedAt) <= a.opts.RefreshAfter) {
 			return e.principal, nil
 		}
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.LookupTimeout)
+		defer cancel()
 		select {
 		case a.sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for a store lookup slot: %w", errors.Join(ErrUnavailable, ctx.Err()))
+		case <-lctx.Done():
+			a.lookupErrors.Add(1)
+			return nil, fmt.Errorf("waiting for a store lookup slot: %w", errors.Join(ErrUnavailable, lctx.Err()))
 		}
 		start := time.Now()
-		k, err := a.store.LookupDigest(ctx, *d)
-		<-a.sem
+		k, err := a.lookupDigest(lctx, d)
 		elapsed := time.Since(start)
 		a.lookups.Add(1)
 		a.lookupNanos.Add(uint64(elapsed))
@@ -243,11 +299,39 @@ func (a *Authenticator) load(ctx context.Context, d *Digest) (*Principal, error)
 		}
 		return p, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		p, _ := r.Val.(*Principal)
+		return p, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a key lookup: %w", errors.Join(ErrUnavailable, ctx.Err()))
 	}
-	p, _ := v.(*Principal)
-	return p, nil
+}
+
+// lookupDigest calls the store and gives up at ctx's deadline even if the
+// store does not honour ctx. The call then finishes in the background and
+// only then releases the lookup slot its caller acquired, so at most
+// MaxConcurrentLookups calls can be stuck in such a store.
+func (a *Authenticator) lookupDigest(ctx context.Context, d *Digest) (*Key, error) {
+	type answer struct {
+		k   *Key
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		k, err := a.store.LookupDigest(ctx, *d)
+		<-a.sem
+		done <- answer{k, err}
+	}()
+	select {
+	case r := <-done:
+		return r.k, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("store lookup: %w", errors.Join(ErrUnavailable, ctx.Err()))
+	}
 }
 
 // Invalidate evicts the given digests (positive and negative entries) and
@@ -257,13 +341,6 @@ func (a *Authenticator) Invalidate(digests ...Digest) {
 	for i := range digests {
 		a.cache.Del(cacheKey(&digests[i]))
 	}
-}
-
-// InvalidateAll empties the cache (used after a change feed resync whose
-// changes could not be attributed).
-func (a *Authenticator) InvalidateAll() {
-	a.gen.Add(1)
-	a.cache.Clear()
 }
 
 // Wait blocks until pending cache writes are applied (tests).
@@ -278,7 +355,25 @@ func (a *Authenticator) Stats() AuthStats {
 	}
 }
 
-// Close releases the cache.
-func (a *Authenticator) Close() { a.cache.Close() }
+// enter registers background work unless the Authenticator is closed.
+func (a *Authenticator) enter() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.background.Add(1)
+	return true
+}
+
+// Close waits for lookups still under way (each ends by LookupTimeout) and
+// releases the cache.
+func (a *Authenticator) Close() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	a.background.Wait()
+	a.cache.Close()
+}
 
 var _ Invalidator = (*Authenticator)(nil)

@@ -13,7 +13,7 @@ import (
 // testdata/fuzz/<Name>) as ordinary tests; .ci/fuzz runs them with -fuzz
 // for a bounded time.
 
-// refChecksumValid is an independent reading of DESIGN §2's key format:
+// refChecksumValid is an independent reading of docs/design.md §2's key format:
 // <1–8 alnum>_<32 base62><6 base62 digits of CRC32(everything before)>.
 func refChecksumValid(key string) bool {
 	prefix, body, ok := strings.Cut(key, "_")
@@ -129,7 +129,7 @@ var refAreas = map[string][]string{
 	"all":        {"*"},
 }
 
-// refMatch is a simple reference of Caddy's path matcher as DESIGN §1 asks
+// refMatch is a simple reference of Caddy's path matcher as docs/design.md §1 asks
 // for: both sides lower-cased (strings.ToLower, as caddyhttp.MatchPath
 // does), then prefix, suffix, substring or exact comparison.
 func refMatch(pattern, p string) bool {

@@ -11,7 +11,7 @@ import (
 	"unsafe"
 )
 
-// Key format (DESIGN §2): <prefix>_<32 base62 random chars><6 base62 chars of CRC32>.
+// Key format (docs/design.md §2): <prefix>_<32 base62 random chars><6 base62 chars of CRC32>.
 // The CRC32 (IEEE) covers everything before it, "<prefix>_<random>", the same
 // construction GitHub uses for its tokens: typos and garbage are rejected offline,
 // and secret scanners can recognise a real key without asking anyone.
@@ -147,7 +147,7 @@ func checksumOK(key string) bool {
 	return key[n:] == string(want[:])
 }
 
-// PlausibleKey is the offline check of DESIGN §1 step 2. Generated keys must
+// PlausibleKey is the offline check of docs/design.md §1 step 2. Generated keys must
 // carry a valid checksum; anything else can only be an imported key, which is
 // at least MinImportLen printable characters. Everything else is rejected
 // without touching the cache or the store.

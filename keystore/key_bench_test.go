@@ -7,7 +7,7 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
-// Benchmarks of the offline key checks on the request path (DESIGN §1 step
+// Benchmarks of the offline key checks on the request path (docs/design.md §1 step
 // 2): PlausibleKey runs on every request before the cache, so a malformed
 // key must be refused in nanoseconds and without allocating.
 //

@@ -17,7 +17,7 @@ func TestGenerateKeyFormat(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !keyShape.MatchString(k) {
-			t.Fatalf("key %q does not have the DESIGN shape", k)
+			t.Fatalf("key %q does not have the documented shape", k)
 		}
 		if !ChecksumValid(k) || !PlausibleKey(k) || !LooksGenerated(k) {
 			t.Fatalf("a generated key fails its own checks: %q", k)

@@ -38,7 +38,7 @@ const deadTAT = math.MinInt64
 type LimiterOptions struct {
 	// Store is read for the stored usage total of a key with a quota. Nil:
 	// quotas count only this instance's requests.
-	Store Store
+	Store UsageReader
 	// Meter supplies this instance's counts, flushed or not. It should be
 	// the Meter that counts the requests this Limiter admits.
 	Meter *Meter
@@ -63,7 +63,7 @@ type LimiterOptions struct {
 	Logger *zap.Logger
 }
 
-// Limiter enforces per-key rate limits and quotas (DESIGN §1 step 6, §2
+// Limiter enforces per-key rate limits and quotas (docs/design.md §1 step 6, §2
 // Limits). It implements Admitter.
 //
 // Rate limits use GCRA (a token bucket without a refill timer): a key with
@@ -104,7 +104,7 @@ type LimiterOptions struct {
 // entries idle for IdleAfter whose rate budget is full again, so nothing is
 // lost by forgetting them.
 type Limiter struct {
-	store        Store
+	store        UsageReader
 	meter        *Meter
 	defaultRate  *Rate
 	defaultQuota *Quota
@@ -471,4 +471,17 @@ func (l *Limiter) Run(ctx context.Context, interval time.Duration) {
 // the store.
 func (l *Limiter) Wait() { l.refreshes.Wait() }
 
-var _ Admitter = (*Limiter)(nil)
+// Decision is the outcome of a limits check.
+type Decision struct {
+	Allowed bool
+	// Code is "rate_limited" or "quota_exceeded" when not allowed.
+	Code string
+	// RetryAfter is how long until a retry can succeed (not allowed only).
+	RetryAfter time.Duration
+	// Limited reports whether any limit applies; then Limit, Remaining and
+	// Reset fill the RateLimit-* response headers (the tightest limit).
+	Limited   bool
+	Limit     int64
+	Remaining int64
+	Reset     time.Duration
+}

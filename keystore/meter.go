@@ -67,7 +67,7 @@ func addDay(list []dayCount, day uint64, n int64) []dayCount {
 }
 
 // Meter counts admitted requests per key and UTC day in memory and writes
-// them to the store in batches (DESIGN §1 step 7, §5). It implements
+// them to the store in batches (docs/design.md §1 step 7, §5). It implements
 // UsageCounter and PendingUsage.
 //
 // Count is lock-free: after a key's first request it is one sync.Map read
@@ -89,7 +89,7 @@ func addDay(list []dayCount, day uint64, n int64) []dayCount {
 // reloads: call Run once in a goroutine, Flush on reload, and Close on final
 // shutdown.
 type Meter struct {
-	store  Store
+	store  UsageWriter
 	logger *zap.Logger
 
 	keys sync.Map // key id → *meterEntry
@@ -117,7 +117,7 @@ type MeterOptions struct {
 
 // NewMeter returns a Meter that flushes to store, which must not be nil.
 // Every time it needs comes from Count's now, so it has no clock of its own.
-func NewMeter(store Store, opts MeterOptions) *Meter {
+func NewMeter(store UsageWriter, opts MeterOptions) *Meter {
 	logger := opts.Logger
 	if logger == nil {
 		logger = zap.NewNop()
@@ -135,11 +135,10 @@ type meterEntry struct {
 
 	// extra is set whenever spill or held may be non-empty, or counts are
 	// being moved out of slots; readers then take mu for a consistent view.
-	extra  atomic.Bool
-	mu     sync.Mutex
-	spill  []dayCount // unflushed counts of days no slot holds any more
-	held   []dayCount // counts in a batch the store has not acknowledged
-	nextID string     // guarded by mu; the key id, for batches
+	extra atomic.Bool
+	mu    sync.Mutex
+	spill []dayCount // unflushed counts of days no slot holds any more
+	held  []dayCount // counts in a batch the store has not acknowledged
 	// gen is bumped (under mu) whenever counts move into held (collect)
 	// or out of it into the committed words (commit), acks only by the
 	// latter: a read of the store that sees neither change nor held
@@ -517,6 +516,13 @@ type usageBatch struct {
 // one AddUsage call whatever the number of keys. On error the counts stay
 // pending and are sent again by the next Flush. Flushes are serialised.
 func (m *Meter) Flush(ctx context.Context) (err error) {
+	return m.FlushTo(ctx, m.store)
+}
+
+// FlushTo is Flush into another writer: at shutdown, when the store cannot
+// take the counts, into a Journal. Batch ids are kept, so a batch later
+// replayed from the journal is counted once even if the store had taken it.
+func (m *Meter) FlushTo(ctx context.Context, w UsageWriter) (err error) {
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
 	done := make(chan struct{})
@@ -530,7 +536,7 @@ func (m *Meter) Flush(ctx context.Context) (err error) {
 		defer func() { m.onFlush(time.Since(start), err) }()
 	}
 	if b := m.retry; b != nil {
-		if err := m.store.AddUsage(ctx, b.id, b.deltas); err != nil {
+		if err := w.AddUsage(ctx, b.id, b.deltas); err != nil {
 			return fmt.Errorf("adding usage batch %s again (%d deltas): %w", b.id, len(b.deltas), err)
 		}
 		m.retry = nil
@@ -540,7 +546,7 @@ func (m *Meter) Flush(ctx context.Context) (err error) {
 	if b == nil {
 		return nil
 	}
-	if err := m.store.AddUsage(ctx, b.id, b.deltas); err != nil {
+	if err := w.AddUsage(ctx, b.id, b.deltas); err != nil {
 		m.retry = b
 		return fmt.Errorf("adding usage batch %s (%d deltas): %w", b.id, len(b.deltas), err)
 	}
@@ -700,7 +706,4 @@ func (m *Meter) Close(ctx context.Context) error {
 	}
 }
 
-var (
-	_ UsageCounter = (*Meter)(nil)
-	_ PendingUsage = (*Meter)(nil)
-)
+var _ PendingUsage = (*Meter)(nil)

@@ -1,7 +1,6 @@
 package keystore
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
@@ -180,46 +179,4 @@ type UsageDelta struct {
 type DayUsage struct {
 	Day      time.Time
 	Requests int64
-}
-
-// Store holds keys, the audit log and usage totals. Implementations are
-// storage primitives only: policy (licence, self-service, escalation) lives in
-// Service. All methods are safe for concurrent use.
-type Store interface {
-	// CreateKey inserts k. If maxActive > 0 and that many keys are already
-	// active at now, it fails with ErrLicenseExhausted; the count and the
-	// insert are atomic. A duplicate id or digest is ErrConflict.
-	CreateKey(ctx context.Context, k *Key, maxActive int, now time.Time) error
-	// GetKey returns the key with that id, or ErrNotFound.
-	GetKey(ctx context.Context, id string) (*Key, error)
-	// LookupDigest returns the key whose current or previous digest is d,
-	// or ErrNotFound. The caller decides with Key.Accepts.
-	LookupDigest(ctx context.Context, d Digest) (*Key, error)
-	// ListKeys returns keys matching f in a stable order (creation order)
-	// and the cursor of the next page ("" at the end).
-	ListKeys(ctx context.Context, f ListFilter) ([]*Key, string, error)
-	// UpdateKey applies fn to the stored key atomically and saves the
-	// result. fn may change anything but ID; a digest change that collides
-	// with another key is ErrConflict. Returns the saved key.
-	UpdateKey(ctx context.Context, id string, fn func(*Key) error) (*Key, error)
-	// RevokeUser sets RevokedAt=at on every unrevoked key of user and
-	// returns the keys it revoked.
-	RevokeUser(ctx context.Context, user string, at time.Time) ([]*Key, error)
-	// CountActive counts the keys active at now.
-	CountActive(ctx context.Context, now time.Time) (int, error)
-
-	// AppendAudit records an event.
-	AppendAudit(ctx context.Context, e AuditEvent) error
-	// ListAudit returns events matching f, newest first, and the next cursor.
-	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, string, error)
-
-	// AddUsage adds a batch of usage deltas in one transaction. batchID
-	// makes it idempotent: a batch already applied is skipped silently.
-	AddUsage(ctx context.Context, batchID string, deltas []UsageDelta) error
-	// Usage returns the stored per-day totals of a key in [from, to] (days,
-	// UTC), only days with requests, ascending.
-	Usage(ctx context.Context, id string, from, to time.Time) ([]DayUsage, error)
-
-	// Close releases the store.
-	Close() error
 }

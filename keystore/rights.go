@@ -28,7 +28,7 @@ func (l Level) String() string {
 	return "none"
 }
 
-// Admin rights (DESIGN §2, §4).
+// Admin rights (docs/design.md §2, §4).
 const (
 	RightKeysAdmin = "keys:admin"
 	RightKeysSelf  = "keys:self"
@@ -80,7 +80,7 @@ func ParseRights(list []string, areaKnown func(string) bool) (Rights, error) {
 			return r, fmt.Errorf("right %q is not valid; admin rights are keys:admin and keys:self", s)
 		}
 		if area != AllAreas && areaKnown != nil && !areaKnown(area) {
-			return r, fmt.Errorf("right %q names unknown area %q", s, area)
+			return r, &UnknownAreaError{Right: s, Area: area}
 		}
 		if level > r.Areas[area] {
 			r.Areas[area] = level

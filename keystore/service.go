@@ -26,7 +26,7 @@ const (
 )
 
 // LocalActorID is the actor id of Caddy's local admin endpoint: audited and
-// recorded as created_by "local" (DESIGN §4).
+// recorded as created_by "local" (docs/design.md §4).
 const LocalActorID = "local"
 
 // Limits of the admin API inputs.
@@ -185,7 +185,7 @@ type RateSpec struct {
 	Per   string `json:"per"`
 }
 
-// KeySpec holds the create fields (DESIGN §4).
+// KeySpec holds the create fields (docs/design.md §4).
 type KeySpec struct {
 	Name        string    `json:"name"`
 	Description string    `json:"description"`
@@ -415,7 +415,11 @@ func (s *Service) parseRights(list []string) (Rights, error) {
 	}
 	r, err := ParseRights(list, s.areaKnown())
 	if err != nil {
-		return r, &ServiceError{Kind: KindInvalid, Message: err.Error()}
+		msg := err.Error()
+		if _, ok := errors.AsType[*UnknownAreaError](err); ok {
+			msg += "; " + s.Areas.configured()
+		}
+		return r, &ServiceError{Kind: KindInvalid, Message: msg}
 	}
 	return r, nil
 }
@@ -621,7 +625,7 @@ func (s *Service) insert(ctx context.Context, k *Key, now time.Time) error {
 	return nil
 }
 
-// Update applies a PATCH. keys:self may not change keys (DESIGN §4 lets it
+// Update applies a PATCH. keys:self may not change keys (docs/design.md §4 lets it
 // create, list, show, rotate and revoke only).
 func (s *Service) Update(ctx context.Context, a Actor, id string, p KeyPatch) (*Key, error) {
 	if err := requireAdmin(a, "change keys (PATCH)"); err != nil {

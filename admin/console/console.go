@@ -1,5 +1,5 @@
 // Package console is keygate's web console and API documentation page
-// (DESIGN §4 "Web console"): plain HTML, CSS and JavaScript with no build
+// (docs/design.md §4 "Web console"): plain HTML, CSS and JavaScript with no build
 // step, embedded in the binary, and Swagger UI vendored from npm for the
 // documentation page (see THIRD_PARTY.md).
 //

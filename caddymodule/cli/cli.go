@@ -1,9 +1,9 @@
 // Package cli adds the `apikey` subcommand to a Caddy binary built with
 // keygate: `apikey create|import|list|show|rotate|revoke|revoke-user|usage|
-// license|audit`. The subcommands are thin HTTP clients of the admin API
-// that the `admin.api.apikey` module mounts under /apikey/ on Caddy's local
-// admin endpoint; they reach it the way Caddy's own `reload` and `stop` do
-// (--address, --config/--adapter, CADDY_ADMIN, unix sockets).
+// license|audit|areas|whoami`. The subcommands are thin HTTP clients of the
+// admin API that the `admin.api.apikey` module mounts under /apikey/ on
+// Caddy's local admin endpoint; they reach it the way Caddy's own `reload`
+// and `stop` do (--address, --config/--adapter, CADDY_ADMIN, unix sockets).
 //
 // Importing the package for its side effect registers the command:
 //
@@ -37,13 +37,13 @@ const (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "apikey",
-		Usage: "<create|import|list|show|rotate|revoke|revoke-user|usage|license|audit> [flags]",
+		Usage: "<create|import|list|show|rotate|revoke|revoke-user|usage|license|audit|areas|whoami> [flags]",
 		Short: "Manages keygate API keys through the admin endpoint",
 		Long: `
 Creates, lists, rotates and revokes keygate API keys, and shows their
-usage, the license and the audit log, by calling the keygate admin API on
-Caddy's local admin endpoint (mounted there by the admin.api.apikey module
-under /apikey/).
+usage, the license, the audit log and the configured areas, by calling
+the keygate admin API on Caddy's local admin endpoint (mounted there by
+the admin.api.apikey module under /apikey/).
 
 The admin endpoint is found like Caddy's own 'reload' and 'stop' find it:
 --address if given, else the admin address in the --config file, else
@@ -126,6 +126,7 @@ func (a *app) setup(root *cobra.Command) {
 	for _, sub := range []*cobra.Command{
 		a.createCmd(), a.importCmd(), a.listCmd(), a.showCmd(), a.rotateCmd(),
 		a.revokeCmd(), a.revokeUserCmd(), a.usageCmd(), a.licenseCmd(), a.auditCmd(),
+		a.areasCmd(), a.whoamiCmd(),
 	} {
 		sub.SilenceErrors = true
 		sub.SilenceUsage = true

@@ -286,6 +286,18 @@ func TestRequests(t *testing.T) {
 			method: "GET", path: "/apikey/audit", query: "cursor=x&key=key_7Hs2&limit=5",
 			replyCode: 200, reply: `{"events":[],"next":null}`,
 		},
+		{
+			name:   "areas",
+			args:   []string{"areas"},
+			method: "GET", path: "/apikey/areas",
+			replyCode: 200, reply: `{"areas":[]}`,
+		},
+		{
+			name:   "whoami",
+			args:   []string{"whoami"},
+			method: "GET", path: "/apikey/whoami",
+			replyCode: 200, reply: `{"id":"local","name":"local","user":"","rights":["keys:admin"]}`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -357,6 +369,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "usage bad date", args: []string{"usage", "key_1", "--from", "01/11/2026"}, wantErr: "want YYYY-MM-DD"},
 		{name: "usage reversed range", args: []string{"usage", "key_1", "--from", "2026-11-30", "--to", "2026-11-01"}, wantErr: "is before --from"},
 		{name: "license with argument", args: []string{"license", "now"}, wantErr: "unexpected argument"},
+		{name: "areas with argument", args: []string{"areas", "assets"}, wantErr: "unexpected argument"},
 		{name: "audit negative limit", args: []string{"audit", "--limit", "-5"}, wantErr: "invalid --limit"},
 		{name: "unknown subcommand", args: []string{"frobnicate"}, wantErr: `unknown command "frobnicate"`},
 		{name: "bad address", args: []string{"license", "--address", "localhost:2019-2020"}, wantErr: "invalid admin address"},
@@ -810,6 +823,33 @@ func TestHumanOutput(t *testing.T) {
 			wantStderr: "More events: run again with --cursor e2.\n",
 		},
 		{
+			name: "areas",
+			args: []string{"areas"},
+			replies: map[string]reply{"GET /apikey/areas": {200, `{"areas":[` +
+				`{"name":"assets","paths":["/maximo/oslc/os/mxasset*","/maximo/api/os/mxasset*"],"level":null,"graphql_fields":[]},` +
+				`{"name":"scripts","paths":["/maximo/oslc/script/*"],"level":"write","graphql_fields":[]},` +
+				`{"name":"workorders","paths":["/mce/api/wo*"],"level":null,"graphql_fields":["workOrder","workOrders"]}]}`}},
+			wantStdout: "AREA        LEVEL       PATHS                                             GRAPHQL FIELDS\n" +
+				"assets      read/write  /maximo/oslc/os/mxasset* /maximo/api/os/mxasset*  -\n" +
+				"scripts     write       /maximo/oslc/script/*                             -\n" +
+				"workorders  read/write  /mce/api/wo*                                      workOrder,workOrders\n",
+		},
+		{
+			name:       "no areas",
+			args:       []string{"areas"},
+			replies:    map[string]reply{"GET /apikey/areas": {200, `{"areas":[]}`}},
+			wantStdout: "No areas are configured; add area lines to the apikey app.\n",
+		},
+		{
+			name:    "whoami",
+			args:    []string{"whoami"},
+			replies: map[string]reply{"GET /apikey/whoami": {200, `{"id":"local","name":"local","user":"","rights":["keys:admin"]}`}},
+			wantStdout: "id:      local\n" +
+				"name:    local\n" +
+				"user:    -\n" +
+				"rights:  keys:admin\n",
+		},
+		{
 			name:       "import",
 			args:       []string{"import", "--name", "legacy", "--user", "U", "--rights", "assets:read", "--apikey", "k"},
 			replies:    map[string]reply{"POST /apikey/keys/import": {201, keyJSON}},
@@ -851,6 +891,8 @@ func TestJSONOutput(t *testing.T) {
 		{name: "usage", args: []string{"usage", "k"}, route: "GET /apikey/keys/k/usage", body: `{"id":"k","days":[{"date":"2026-11-23","requests":1}]}`},
 		{name: "license", args: []string{"license"}, route: "GET /apikey/license", body: `{"limit":null,"in_use":0}`},
 		{name: "audit", args: []string{"audit"}, route: "GET /apikey/audit", body: `{"events":[],"next":null}`},
+		{name: "areas", args: []string{"areas"}, route: "GET /apikey/areas", body: `{"areas":[{"name":"assets","paths":["/a*"],"level":null,"graphql_fields":[]}]}`},
+		{name: "whoami", args: []string{"whoami"}, route: "GET /apikey/whoami", body: `{"id":"local","name":"local","user":"","rights":["keys:admin"]}`},
 		{name: "import", args: []string{"import", "--name", "n", "--user", "U", "--rights", "a:read", "--apikey", "k"}, route: "POST /apikey/keys/import", body: keyJSON},
 	}
 	for _, tt := range tests {
@@ -1004,7 +1046,7 @@ func TestRegistered(t *testing.T) {
 	for _, sub := range cmd.Commands() {
 		got = append(got, sub.Name())
 	}
-	want := []string{"audit", "create", "import", "license", "list", "revoke", "revoke-user", "rotate", "show", "usage"}
+	want := []string{"areas", "audit", "create", "import", "license", "list", "revoke", "revoke-user", "rotate", "show", "usage", "whoami"}
 	if !slices.Equal(got, want) {
 		t.Errorf("subcommands: got %v, want %v", got, want)
 	}

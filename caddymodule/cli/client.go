@@ -81,7 +81,7 @@ func newAdminClient(adminAddr string) (*adminClient, error) {
 }
 
 // apiError is a refusal from the admin API: a status of 400 or more, with
-// DESIGN's {"error":{"code","message"}} body when the keygate handler
+// the documented {"error":{"code","message"}} body when the keygate handler
 // answered, or Caddy's own {"error":"..."} when it did not get that far.
 type apiError struct {
 	Status  int

@@ -570,6 +570,48 @@ time: when there are more, the cursor of the next page is printed to stderr.`,
 	return cmd
 }
 
+func (a *app) areasCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "areas",
+		Short: "Lists the configured areas that rights can name",
+		Long: `
+Lists the areas of the apikey app: the names rights use (assets:read,
+workorders:write), the path patterns each covers as configured, the
+access level every method needs where an area sets one, and the GraphQL
+root fields mapped to it.`,
+	}
+	cmd.RunE = a.run(nil, func(cmd *cobra.Command, _ []string) error {
+		var l areaList
+		if printed, err := a.fetch(cmd, http.MethodGet, "/apikey/areas", nil, nil, &l); printed || err != nil {
+			return err
+		}
+		if len(l.Areas) == 0 {
+			fmt.Fprintln(a.stdout, "No areas are configured; add area lines to the apikey app.")
+			return nil
+		}
+		return writeAreaTable(a.stdout, l.Areas)
+	})
+	return cmd
+}
+
+func (a *app) whoamiCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "whoami",
+		Short: "Shows the identity the admin endpoint acts as",
+		Long: `
+Shows the key the admin API sees as the caller. On Caddy's local admin
+endpoint, which the CLI uses, that is "local", acting as keys:admin.`,
+	}
+	cmd.RunE = a.run(nil, func(cmd *cobra.Command, _ []string) error {
+		var w whoami
+		if printed, err := a.fetch(cmd, http.MethodGet, "/apikey/whoami", nil, nil, &w); printed || err != nil {
+			return err
+		}
+		return writeWhoami(a.stdout, &w)
+	})
+	return cmd
+}
+
 // keyPath is the admin API path of one key.
 func keyPath(id string) string {
 	return "/apikey/keys/" + url.PathEscape(id)

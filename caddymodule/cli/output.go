@@ -13,7 +13,7 @@ import (
 	"github.com/keygate/keygate/admin"
 )
 
-// keyObject is DESIGN §2's key object, the admin API's own wire type.
+// keyObject is docs/design.md §2's key object, the admin API's own wire type.
 type keyObject = admin.Key
 
 type keyPage struct {
@@ -41,6 +41,12 @@ type usageReport struct {
 		Requests int64  `json:"requests"`
 	} `json:"days"`
 }
+
+// areaList is GET /areas, the admin API's own wire type.
+type areaList = admin.AreaList
+
+// whoami is GET /whoami, the admin API's own wire type.
+type whoami = admin.Whoami
 
 type licenseInfo struct {
 	Limit *int64 `json:"limit"`
@@ -133,6 +139,27 @@ func writeAuditTable(w io.Writer, events []auditEvent) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n",
 			shortTime(&at, "-"), cell(e.Actor), cell(e.Action), cell(e.KeyID), cell(detailText(e.Details)))
 	}
+	return tw.Flush()
+}
+
+func writeAreaTable(w io.Writer, areas []admin.Area) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "AREA\tLEVEL\tPATHS\tGRAPHQL FIELDS")
+	for _, ar := range areas {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cell(ar.Name), clean(orText(ar.Level, "read/write")),
+			cell(strings.Join(ar.Paths, " ")), cell(strings.Join(ar.GraphQLFields, ",")))
+	}
+	return tw.Flush()
+}
+
+// writeWhoami prints the calling identity as "field: value" lines.
+func writeWhoami(w io.Writer, who *whoami) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(field, value string) { fmt.Fprintf(tw, "%s:\t%s\n", field, cell(value)) }
+	row("id", who.ID)
+	row("name", who.Name)
+	row("user", who.User)
+	row("rights", strings.Join(who.Rights, ","))
 	return tw.Flush()
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/keygate/keygate/admin"
 )
 
-// The rate and quota objects of DESIGN §2, as the admin API sends them.
+// The rate and quota objects of docs/design.md §2, as the admin API sends them.
 type (
 	rateLimit  = admin.Rate
 	quotaLimit = admin.Quota

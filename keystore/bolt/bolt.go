@@ -1,5 +1,5 @@
 // Package bolt is the embedded single-file keystore.Store on bbolt: one
-// file, no server, right for a single instance (DESIGN §3).
+// file, no server, right for a single instance (docs/design.md §3).
 //
 // Layout (all buckets at the top level):
 //
@@ -77,10 +77,13 @@ type Store struct {
 	path      string
 	retention time.Duration
 	now       func() time.Time
+	checkTook time.Duration
 }
 
 // Open opens or creates the store at path. A missing directory is created
-// with mode 0700 and a new file with mode 0600.
+// with mode 0700 and a new file with mode 0600. An existing file that is
+// empty, unreadable, truncated or fails the consistency check is an error
+// wrapping keystore.ErrCorrupt, never a fresh empty store.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
@@ -94,14 +97,34 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the directory of key store %s: %w", path, err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
+	if err := preflight(path); err != nil {
+		return nil, err
+	}
+	var db *bbolt.DB
+	s := &Store{path: path, retention: opts.BatchRetention, now: opts.Now}
+	err := s.guard(func() error {
+		var err error
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
+		return err
+	})
+	if errors.Is(err, keystore.ErrCorrupt) {
+		return nil, err
+	}
+	if errors.Is(err, bberrors.ErrInvalid) || errors.Is(err, bberrors.ErrChecksum) || errors.Is(err, bberrors.ErrVersionMismatch) {
+		return nil, corrupt(path, "%v", err)
+	}
 	if errors.Is(err, bberrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening key store %s: another process holds it (file still locked after %s): %w", path, opts.Timeout, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening key store %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	s.db = db
+	if err := s.check(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	err = s.update(func(tx *bbolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("creating bucket %s: %w", name, err)
@@ -124,7 +147,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising key store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, retention: opts.BatchRetention, now: opts.Now}, nil
+	return s, nil
 }
 
 // Path returns the file the store lives in.
@@ -138,11 +161,16 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// view and update run fn in a transaction and translate bbolt's "closed"
-// into keystore.ErrUnavailable.
-func (s *Store) view(fn func(*bbolt.Tx) error) error { return storeErr(s.db.View(fn)) }
+// view and update run fn in a transaction, translate bbolt's "closed"
+// into keystore.ErrUnavailable and its panics on damaged pages into
+// keystore.ErrCorrupt. Every bbolt transaction goes through them.
+func (s *Store) view(fn func(*bbolt.Tx) error) error {
+	return s.guard(func() error { return storeErr(s.db.View(fn)) })
+}
 
-func (s *Store) update(fn func(*bbolt.Tx) error) error { return storeErr(s.db.Update(fn)) }
+func (s *Store) update(fn func(*bbolt.Tx) error) error {
+	return s.guard(func() error { return storeErr(s.db.Update(fn)) })
+}
 
 func storeErr(err error) error {
 	if errors.Is(err, bberrors.ErrDatabaseNotOpen) {

@@ -20,7 +20,7 @@ const (
 	// Reconnect attempts back off from reconnectMin to reconnectMax (each
 	// jittered to between half and all of it). reconnectMax bounds how
 	// long after the database returns the listener replays what it missed:
-	// an instance must recover within 5s of an outage (DESIGN §5), and a
+	// an instance must recover within 5s of an outage (docs/design.md §5), and a
 	// reconnect every 1–2s per instance costs the server nothing.
 	reconnectMin = 250 * time.Millisecond
 	reconnectMax = 2 * time.Second
@@ -55,22 +55,12 @@ type Listener struct {
 }
 
 // ListenerStats is a snapshot of a Listener's counters.
-type ListenerStats struct {
-	// LastSeq is the last change log sequence applied.
-	LastSeq int64
-	// Connected reports whether the LISTEN connection is up.
-	Connected bool
-	// Resyncs counts replays after a reconnect.
-	Resyncs int64
-	// Reconnects counts failed or lost connections.
-	Reconnects int64
-	// Notifications counts NOTIFY messages received.
-	Notifications int64
-	// Changes counts change log rows applied.
-	Changes int64
-	// Lag is the time from the newest applied change's transaction to its
-	// replay, measured on the database clock: the invalidation lag.
-	Lag time.Duration
+type ListenerStats = keystore.FeedStats
+
+// WatchChanges implements keystore.ChangeFeed: a Listener replaying the
+// whole retained log at its first connect.
+func (s *Store) WatchChanges(ctx context.Context, evict func(digests []keystore.Digest)) keystore.FeedWatcher {
+	return s.Listen(ctx, 0, evict)
 }
 
 // Listen starts a Listener. Changes with a sequence above lastSeq are

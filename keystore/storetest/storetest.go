@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite every keystore.Store runs
-// (STYLE §10). A store's own test calls Run with a constructor:
+// (one suite for every store, like river's driver tests). A store's own test calls Run with a constructor:
 //
 //	func TestStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) keystore.Store {

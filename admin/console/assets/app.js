@@ -122,63 +122,58 @@
 
   // ---------- session ----------
 
-  /** me describes the signed-in key: {admin, self, user, rights, key, known}. */
+  /** me describes the signed-in key, from GET /whoami: {id, name, user, rights, admin, self}. */
   let me = null;
+  /**
+   * areas are the configured areas from GET /areas ({name, paths, level,
+   * graphql_fields}), or null if they could not be loaded; then the form
+   * falls back to the areas seen on keys plus those typed in.
+   */
+  let areas = null;
   let extraAreas = [];
   let seenAreas = new Set();
-
-  /** displayStart mirrors keystore.DisplayStart: prefix + 4 chars, or 4 chars. */
-  function displayStart(key) {
-    const i = key.length - 38 - 1;
-    if (i >= 1 && i <= 8 && key[i] === '_' && /^[A-Za-z0-9]+$/.test(key.slice(0, i) + key.slice(i + 1))) {
-      return key.slice(0, i + 5);
-    }
-    return key.slice(0, 4);
-  }
-
-  /**
-   * identify finds the signed-in key among the keys it may list, by its
-   * display start. The admin API has no "who am I" call; the start is
-   * shown on every key, so an exact, unique match identifies it.
-   */
-  async function identify(key) {
-    const start = displayStart(key);
-    const found = [];
-    let cursor = '';
-    for (let page = 0; page < 10; page++) {
-      const q = '/keys?status=active&limit=1000' + (cursor ? '&cursor=' + enc(cursor) : '');
-      const r = await api('GET', q);
-      for (const k of r.keys) if (k.start === start) found.push(k);
-      if (!r.next) break;
-      cursor = r.next;
-    }
-    return found.length === 1 ? found[0] : null;
-  }
 
   async function signIn(key) {
     sessionStorage.setItem(STORE, key);
     try {
-      await api('GET', '/license');
-      const k = await identify(key);
+      const w = await api('GET', '/whoami');
       me = {
-        known: !!k,
-        key: k,
-        rights: k ? k.rights : [],
-        admin: k ? k.rights.includes('keys:admin') : true,
-        self: k ? k.rights.includes('keys:self') : false,
-        user: k ? k.user : '',
+        id: w.id,
+        name: w.name,
+        user: w.user,
+        rights: w.rights,
+        admin: w.rights.includes('keys:admin'),
+        self: w.rights.includes('keys:self'),
       };
     } catch (e) {
       sessionStorage.removeItem(STORE);
       me = null;
       throw e;
     }
+    await loadAreas();
     renderWho();
+  }
+
+  /** loadAreas fetches the configured areas; on failure the form lets area names be typed. */
+  async function loadAreas() {
+    try {
+      const r = await api('GET', '/areas');
+      areas = r.areas;
+    } catch (e) {
+      areas = null;
+    }
+  }
+
+  /** areaNames are the area names the form can offer. */
+  function areaNames() {
+    if (areas) return areas.map((a) => a.name);
+    return [...new Set([...seenAreas, ...extraAreas])];
   }
 
   function signOut(msg) {
     sessionStorage.removeItem(STORE);
     me = null;
+    areas = null;
     extraAreas = [];
     seenAreas = new Set();
     $('keys-body').replaceChildren();
@@ -197,14 +192,8 @@
     show($('who'), !!me);
     show($('nav-new'), !!me);
     if (!me) return;
-    let text;
-    if (me.known) {
-      const role = me.admin ? 'keys:admin' : 'keys:self';
-      text = `${me.key.name} (${me.user}) · ${role}`;
-    } else {
-      text = 'Signed in with ' + displayStart(sessionStorage.getItem(STORE) || '') + '…';
-    }
-    $('who-text').textContent = text;
+    const role = me.admin ? 'keys:admin' : 'keys:self';
+    $('who-text').textContent = `${me.name} (${me.user}) · ${role}`;
     show($('revoke-user-open'), me.admin);
   }
 
@@ -430,14 +419,17 @@
   function grantable() {
     const out = new Map();
     const lv = (l) => (l === 'write' ? 2 : 1);
-    if (!me.known || me.admin) {
-      const names = new Set([...seenAreas, ...extraAreas]);
-      for (const r of me.rights) {
-        const [a, l] = r.split(':');
-        if (a !== 'keys' && l) names.add(a);
+    const typed = !areas; // areas unknown: let the user type names
+    if (me.admin) {
+      const names = new Set(areaNames());
+      if (typed) {
+        for (const r of me.rights) {
+          const [a, l] = r.split(':');
+          if (a !== 'keys' && l) names.add(a);
+        }
       }
       for (const n of [...names].sort()) out.set(n, 2);
-      return {areas: out, any: true};
+      return {areas: out, any: typed};
     }
     let wildcard = 0;
     for (const r of me.rights) {
@@ -446,8 +438,17 @@
       if (a === '*') wildcard = lv(l);
       out.set(a, Math.max(out.get(a) || 0, lv(l)));
     }
-    if (wildcard) for (const a of [...seenAreas, ...extraAreas]) out.set(a, Math.max(out.get(a) || 0, wildcard));
-    return {areas: new Map([...out].sort()), any: wildcard > 0, wildcard};
+    if (wildcard) for (const a of areaNames()) out.set(a, Math.max(out.get(a) || 0, wildcard));
+    return {areas: new Map([...out].sort()), any: typed && wildcard > 0, wildcard};
+  }
+
+  /** areaPaths describes an area's configured paths, for its row's title. */
+  function areaPaths(name) {
+    const a = areas && areas.find((x) => x.name === name);
+    if (!a) return '';
+    const parts = [...a.paths];
+    if (a.graphql_fields && a.graphql_fields.length) parts.push('GraphQL: ' + a.graphql_fields.join(', '));
+    return parts.join(' ') + (a.level === 'write' ? ' (every method needs write)' : '');
   }
 
   function renderRights() {
@@ -464,31 +465,34 @@
       const cur = keep.get(area) || 'none';
       const cell = (value, text) => el('td', {},
         el('input', {type: 'radio', name, value, checked: cur === value, 'aria-label': `${label}: ${text}`}));
+      const paths = areaPaths(area);
       tb.append(el('tr', {},
-        el('th', {scope: 'row'}, label),
+        el('th', {scope: 'row', title: paths}, label, paths ? el('span', {class: 'area-paths'}, paths) : ''),
         cell('none', 'none'),
         cell('read', 'read'),
         max >= 2 ? cell('write', 'write') : el('td', {class: 'muted'}, '—')));
     }
     if (i === 0) {
       tb.append(el('tr', {}, el('td', {colspan: 4, class: 'muted'},
-        me.admin || !me.known ? 'No areas known yet: type an area name below and add it.' : 'Your key holds no area rights it could grant.')));
+        !me.admin ? 'Your key holds no area rights it could grant.'
+          : areas ? 'The server has no areas configured: add area lines to the apikey app.'
+            : 'No areas known yet: type an area name below and add it.')));
     }
     show($('add-area'), g.any);
     const help = $('rights-help');
-    if (me.known && !me.admin) {
+    if (!me.admin) {
       help.textContent = 'Your key holds keys:self: you can grant only rights your own key holds (' +
         me.rights.join(', ') + ').';
-    } else if (!me.known) {
-      help.textContent = 'The signed-in key could not be identified, so every option is shown; the server refuses rights you may not grant.';
+    } else if (areas) {
+      help.textContent = 'The areas configured on the server. Read allows GET, HEAD and OPTIONS; write allows every method.';
     } else {
-      help.textContent = 'Areas are those the signed-in key and the listed keys use; add any other area configured on the server.';
+      help.textContent = 'The configured areas could not be loaded; these are the areas the listed keys use. Add any other area configured on the server.';
     }
     const adm = $('admin-rights');
     adm.replaceChildren();
     const opts = [];
-    if (!me.known || me.admin) opts.push(['keys:admin', 'keys:admin — manage every key']);
-    if (!me.known || me.admin || me.self) opts.push(['keys:self', 'keys:self — manage keys of its own user']);
+    if (me.admin) opts.push(['keys:admin', 'keys:admin — manage every key']);
+    if (me.admin || me.self) opts.push(['keys:self', 'keys:self — manage keys of its own user']);
     for (const [v, text] of opts) {
       adm.append(el('label', {class: 'inline'}, el('input', {type: 'checkbox', name: 'adminright', value: v}), ' ' + text));
     }
@@ -498,7 +502,7 @@
     clearFieldErrors();
     renderRights();
     const user = $('n-user');
-    if (me.known && !me.admin) {
+    if (!me.admin) {
       user.value = me.user;
       user.readOnly = true;
       $('n-user-help').textContent = 'keys:self creates keys for its own user only.';

@@ -1,0 +1,77 @@
+package caddymodule
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+// TestFailedReloadChangesNothingLive follows Caddy's lifecycle: a reload
+// starts the new config before stopping the old one, and a reload that
+// fails stops the new config again. The settings in force must be those of
+// the config that serves.
+func TestFailedReloadChangesNothingLive(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	lookup, flush := newHistograms()
+	res := &resources{key: "file:" + path, logger: zap.NewNop(), lookupHist: lookup, flushHist: flush}
+	t.Cleanup(func() {
+		if err := res.Destruct(); err != nil {
+			t.Errorf("Destruct: %v", err)
+		}
+	})
+	config := func(flush time.Duration, failed *FailedAttemptsConfig) *App {
+		return &App{Storage: &StorageConfig{Type: "file", Path: path}, FlushInterval: caddy.Duration(flush),
+			FailedAttempts: failed, res: res, logger: zap.NewNop()}
+	}
+	running := config(2*time.Second, nil)
+	if err := res.open(running); err != nil {
+		t.Fatal(err)
+	}
+	want := func(step string, every time.Duration, a *App) {
+		t.Helper()
+		res.mu.Lock()
+		defer res.mu.Unlock()
+		if res.flushEvery != every {
+			t.Errorf("%s: flush interval %v, want %v", step, res.flushEvery, every)
+		}
+		if f := res.failures[a.failedSetting()]; f == nil || f != a.failures {
+			t.Errorf("%s: the serving config's failed-attempt limiter is not the one kept", step)
+		}
+	}
+	want("first start", 2*time.Second, running)
+	original := running.failures
+
+	// A reload whose http app fails to start (port conflict): Caddy
+	// started our app, then stops it.
+	failed := config(time.Hour, &FailedAttemptsConfig{Limit: 5, Window: caddy.Duration(time.Minute)})
+	if err := res.open(failed); err != nil {
+		t.Fatal(err)
+	}
+	want("new config starting", time.Hour, failed)
+	if err := failed.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := failed.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	want("after the failed reload", 2*time.Second, running)
+	if running.failures != original || len(res.failures) != 1 {
+		t.Errorf("the failed reload replaced the running limiter or left its own (%d kept)", len(res.failures))
+	}
+
+	// A reload that succeeds with the same failed_attempts keeps its counts.
+	next := config(5*time.Second, nil)
+	if err := res.open(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := running.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	want("after a good reload", 5*time.Second, next)
+	if next.failures != original {
+		t.Error("a reload with the same failed_attempts dropped the failed-attempt counts")
+	}
+}

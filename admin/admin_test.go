@@ -61,7 +61,7 @@ func TestCreateKey(t *testing.T) {
 		if !keystore.ChecksumValid(secret) || !strings.HasPrefix(secret, "kg_") {
 			t.Fatalf("got key %q, want a valid kg_ key", secret)
 		}
-		wantFields := []string{"created_at", "created_by", "description", "expires_at", "id", "imported", "key",
+		wantFields := []string{"allowed_ips", "created_at", "created_by", "description", "environments", "expires_at", "id", "imported", "key",
 			"last_used_at", "name", "quota", "rate", "revoked_at", "rights", "start", "status", "user"}
 		var got []string
 		for k := range r.obj {

@@ -32,6 +32,10 @@ type Key struct {
 	LastUsedAt  *string  `json:"last_used_at"`
 	Rate        *Rate    `json:"rate"`
 	Quota       *Quota   `json:"quota"`
+	// AllowedIPs and Environments are never null: [] means anywhere and
+	// only handlers without an environment.
+	AllowedIPs   []string `json:"allowed_ips"`
+	Environments []string `json:"environments"`
 	// Key is the secret: only in the answers of POST /keys and rotate.
 	Key string `json:"key,omitempty"`
 }
@@ -79,19 +83,21 @@ func formatTimePtr(t *time.Time) *string {
 // renderKey renders k as of now, never with its digest.
 func renderKey(k *keystore.Key, now time.Time) Key {
 	out := Key{
-		ID:          k.ID,
-		Name:        k.Name,
-		Description: k.Description,
-		User:        k.User,
-		Rights:      append([]string{}, k.Rights...),
-		Start:       k.Start,
-		Status:      string(k.Status(now)),
-		Imported:    k.Imported,
-		CreatedAt:   formatTime(k.CreatedAt),
-		CreatedBy:   k.CreatedBy,
-		ExpiresAt:   formatTimePtr(k.ExpiresAt),
-		RevokedAt:   formatTimePtr(k.RevokedAt),
-		LastUsedAt:  formatTimePtr(k.LastUsedAt),
+		ID:           k.ID,
+		Name:         k.Name,
+		Description:  k.Description,
+		User:         k.User,
+		Rights:       append([]string{}, k.Rights...),
+		Start:        k.Start,
+		Status:       string(k.Status(now)),
+		Imported:     k.Imported,
+		CreatedAt:    formatTime(k.CreatedAt),
+		CreatedBy:    k.CreatedBy,
+		ExpiresAt:    formatTimePtr(k.ExpiresAt),
+		RevokedAt:    formatTimePtr(k.RevokedAt),
+		LastUsedAt:   formatTimePtr(k.LastUsedAt),
+		AllowedIPs:   append([]string{}, k.AllowedIPs...),
+		Environments: append([]string{}, k.Environments...),
 	}
 	if k.Rate != nil {
 		out.Rate = &Rate{Limit: k.Rate.Limit, Per: keystore.FormatDuration(k.Rate.Per)}
@@ -260,6 +266,10 @@ func (h *handler) decodePatch(w http.ResponseWriter, r *http.Request) (keystore.
 		"rate":        func(b json.RawMessage) error { return setNullable(&p.Rate, b, "rate") },
 		"quota":       func(b json.RawMessage) error { return setNullable(&p.Quota, b, "quota") },
 		"expires_at":  func(b json.RawMessage) error { return setNullable(&p.ExpiresAt, b, "expires_at") },
+		"allowed_ips": func(b json.RawMessage) error { return setNullable(&p.AllowedIPs, b, "allowed_ips") },
+		"environments": func(b json.RawMessage) error {
+			return setNullable(&p.Environments, b, "environments")
+		},
 	}
 	names := make([]string, 0, len(raw))
 	for n := range raw {
@@ -269,7 +279,7 @@ func (h *handler) decodePatch(w http.ResponseWriter, r *http.Request) (keystore.
 	for _, n := range names {
 		set, ok := fields[n]
 		if !ok {
-			return p, badRequest("unknown field %q; PATCH changes name, description, rights, rate, quota and expires_at", n)
+			return p, badRequest("unknown field %q; PATCH changes name, description, rights, rate, quota, expires_at, allowed_ips and environments", n)
 		}
 		if err := set(raw[n]); err != nil {
 			return p, err

@@ -461,6 +461,7 @@ func errRate(s string) error {
 //		bearer
 //		require_upstream_credential
 //		allow_path_chars ; %2F
+//		environment NAME
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	d := h.Dispenser
@@ -496,8 +497,19 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 			if _, err := pathOptions(handler.AllowPathChars); err != nil {
 				return nil, d.Err(err.Error())
 			}
+		case "environment":
+			if !d.NextArg() {
+				return nil, d.Err("environment needs a name, such as prod")
+			}
+			handler.Environment = d.Val()
+			if d.NextArg() {
+				return nil, d.Err("environment takes one name; a handler serves one environment")
+			}
+			if err := keystore.ValidEnvironmentName(handler.Environment); err != nil {
+				return nil, d.Err(err.Error())
+			}
 		default:
-			return nil, d.Errf("unknown apikey handler option %q; known: header, query, bearer, require_upstream_credential, allow_path_chars", opt)
+			return nil, d.Errf("unknown apikey handler option %q; known: header, query, bearer, require_upstream_credential, allow_path_chars, environment", opt)
 		}
 	}
 	return handler, nil

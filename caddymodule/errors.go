@@ -60,6 +60,7 @@ var (
 	errForbiddenWrite  = newAPIError(http.StatusForbidden, "forbidden", "this API key has no write access to this path")
 	errNoCredential    = newAPIError(http.StatusForbidden, "forbidden", "no upstream credential is configured for this key's user")
 	errNotAdmin        = newAPIError(http.StatusForbidden, "forbidden", "this API key has no admin rights (keys:admin or keys:self)")
+	errForbiddenAddr   = newAPIError(http.StatusForbidden, "forbidden", "this API key may not be used from this client address")
 	// The GraphQL refusals; the Gate's message replaces these defaults.
 	errInvalidRequest   = newAPIError(http.StatusBadRequest, "invalid_request", "the GraphQL request cannot be judged")
 	errMethodNotAllowed = newAPIError(http.StatusMethodNotAllowed, "method_not_allowed", "a mutation must be sent with POST, not GET")
@@ -84,6 +85,7 @@ var outcomeErrors = [keystore.NumOutcomes]*apiError{
 	keystore.MethodNotAllowed: errMethodNotAllowed,
 	keystore.TooLarge:         errTooLarge,
 	keystore.InvalidPath:      errInvalidPath,
+	keystore.ForbiddenAddress: errForbiddenAddr,
 }
 
 // errorBody renders {"error":{"code":…,"message":…}}.

@@ -45,6 +45,10 @@ type Handler struct {
 	// that needs them in paths. It weakens the guarantee that the backend
 	// reads the path keygate judged (docs/paths.md); off by default.
 	AllowPathChars []string `json:"allow_path_chars,omitempty"`
+	// Environment makes the handler accept only keys that list it in their
+	// environments (one proxy in front of DEV, TEST and PROD); without it
+	// the handler accepts only keys that list none. Others get the 401.
+	Environment string `json:"environment,omitempty"`
 
 	app *App
 	ex  extractor
@@ -73,6 +77,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		RequireCredential: h.RequireUpstreamCredential,
 		DefaultRate:       app.defaultRate(),
 		DefaultQuota:      app.defaultQuota(),
+		Environment:       h.Environment,
 	}
 	h.ex = h.KeySources.extractor()
 	paths, err := pathOptions(h.AllowPathChars)
@@ -105,7 +110,14 @@ func pathOptions(chars []string) (reqpath.Options, error) {
 
 // Validate checks the handler's options.
 // (allow_path_chars is checked by Provision, which Caddy runs first.)
-func (h *Handler) Validate() error { return h.KeySources.validate() }
+func (h *Handler) Validate() error {
+	if h.Environment != "" {
+		if err := keystore.ValidEnvironmentName(h.Environment); err != nil {
+			return fmt.Errorf("apikey: environment: %w", err)
+		}
+	}
+	return h.KeySources.validate()
+}
 
 // ServeHTTP is glue around the Gate: extract the key, judge, answer a
 // refusal or scrub the key, set the placeholders and call next.

@@ -81,7 +81,7 @@ func newBenchRig(tb testing.TB, o benchOptions) *benchRig {
 		Rights: []string{"assets:read"}, Start: keystore.DisplayStart(secret),
 		Digest: keystore.DigestOf(secret), CreatedAt: now, CreatedBy: keystore.LocalActorID,
 	}
-	if err := store.CreateKey(context.Background(), k, 0, now); err != nil {
+	if err := store.CreateKey(context.Background(), k, keystore.CreateLimits{}, now); err != nil {
 		tb.Fatalf("creating key: %v", err)
 	}
 	areas, err := keystore.NewAreas(map[string][]string{

@@ -25,6 +25,7 @@ var resultLabels = [keystore.NumOutcomes]string{
 	keystore.MethodNotAllowed: "bad_request",
 	keystore.TooLarge:         "bad_request",
 	keystore.InvalidPath:      "invalid_path",
+	keystore.ForbiddenAddress: "forbidden",
 }
 
 // resultNames are the distinct labels, in the order they are exported.

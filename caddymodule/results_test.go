@@ -28,7 +28,7 @@ func TestEveryOutcomeCountedOnce(t *testing.T) {
 		k := &keystore.Key{ID: id, Name: id, User: "MXINTADM", Rights: []string{"assets:read"},
 			Start: keystore.DisplayStart(secret), Digest: keystore.DigestOf(secret), CreatedAt: now, CreatedBy: keystore.LocalActorID}
 		mod(k)
-		if err := rig.store.CreateKey(t.Context(), k, 0, now); err != nil {
+		if err := rig.store.CreateKey(t.Context(), k, keystore.CreateLimits{}, now); err != nil {
 			t.Fatal(err)
 		}
 		return secret
@@ -36,6 +36,8 @@ func TestEveryOutcomeCountedOnce(t *testing.T) {
 	rated := addKey("key_rated00000000000000001", func(k *keystore.Key) { k.Rate = &keystore.Rate{Limit: 1, Per: time.Hour} })
 	quota := addKey("key_quota00000000000000001", func(k *keystore.Key) { k.Quota = &keystore.Quota{Limit: 1, Period: "month"} })
 	nocred := addKey("key_nocred0000000000000001", func(k *keystore.Key) { k.User = "NOBODY" })
+	elsewhere := addKey("key_elsewhere0000000000001", func(k *keystore.Key) { k.AllowedIPs = []string{"198.51.100.0/24"} })
+	prod := addKey("key_prod000000000000000001", func(k *keystore.Key) { k.Environments = []string{"prod"} })
 	app.creds["MXINTADM"] = "native"
 	ep, err := graphql.NewEndpoint([]string{"/graphql"}, map[string][]string{"assets": {"assets"}}, "")
 	if err != nil {
@@ -70,6 +72,8 @@ func TestEveryOutcomeCountedOnce(t *testing.T) {
 		{name: "graphql garbage", h: serve, key: rig.key, method: "POST", path: "/graphql", body: `{"query":`, want: keystore.InvalidRequest},
 		{name: "graphql mutation over GET", h: serve, key: rig.key, path: "/graphql?query=mutation%7Bassets%7D", want: keystore.MethodNotAllowed},
 		{name: "graphql too large", h: serve, key: rig.key, method: "POST", path: "/graphql", body: `{"query":"{ assets { id } }","variables":{"pad":"` + strings.Repeat("x", 64) + `"}}`, want: keystore.TooLarge},
+		{name: "other address", h: serve, key: elsewhere, want: keystore.ForbiddenAddress},
+		{name: "other environment", h: serve, key: prod, want: keystore.InvalidKey},
 		{name: "invalid path", h: serve, key: rig.key, path: "/maximo/oslc/os/mxasset/..;/mxwo", want: keystore.InvalidPath},
 		{name: "rate, first", h: serve, key: rated, want: keystore.Allowed},
 		{name: "rate limited", h: serve, key: rated, want: keystore.RateLimited},

@@ -26,10 +26,12 @@ type Principal struct {
 	// once when the key is loaded, for callers that store them as `any`
 	// on every request (Caddy's placeholders).
 	Vars struct{ ID, Name, User any }
+	// addrs is the key's allowed_ips, parsed once.
+	addrs addrPolicy
 }
 
 func newPrincipal(k *Key, rights Rights) *Principal {
-	p := &Principal{Key: k, Rights: rights}
+	p := &Principal{Key: k, Rights: rights, addrs: newAddrPolicy(k.AllowedIPs)}
 	p.Vars.ID, p.Vars.Name, p.Vars.User = k.ID, k.Name, k.User
 	return p
 }

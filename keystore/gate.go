@@ -15,8 +15,9 @@ import (
 // Gate is the request policy of the apikey handlers, free of Caddy: given a
 // plain description of a request it decides, in order, whether its path
 // reads the same to keygate and to the backend, whether the client
-// is blocked for sending too many invalid keys, whether the key is valid,
-// whether it holds the area and access level the request needs, whether
+// is blocked for sending too many invalid keys, whether the key is valid
+// in this handler's environment, whether it may be used from the client's
+// address, whether it holds the area and access level the request needs, whether
 // its limits admit the request, and it counts the request when it is
 // allowed (docs/design.md §1). The caller extracts the key, maps the
 // verdict to a response and forwards the request.
@@ -51,6 +52,9 @@ type Policy struct {
 	// Paths are the path characters the handler lets through knowingly
 	// (step 0); zero: the strict default.
 	Paths reqpath.Options
+	// Environment is the handler's environment: it accepts only keys that
+	// list it ("" accepts only keys that list none). Admin calls ignore it.
+	Environment string
 }
 
 // Request is what the Gate needs to know of an HTTP request.
@@ -74,7 +78,9 @@ type Request struct {
 	ContentType   string
 	ContentLength int64
 	Body          io.Reader
-	// Client is the client address (for the failed-attempt limiter).
+	// Client is the client's IP address as Caddy determined it
+	// (trusted_proxies honoured): for the failed-attempt limiter and the
+	// key's allowed_ips.
 	Client string
 	// Now is the time of the request: one clock reading for every step.
 	Now time.Time
@@ -100,13 +106,14 @@ const (
 	MethodNotAllowed         // 405: a GraphQL mutation over GET
 	TooLarge                 // 413: a GraphQL body over the endpoint's limit
 	InvalidPath              // 400: a path the backend may read differently (step 0)
+	ForbiddenAddress         // 403: the client address is outside the key's allowed_ips
 	NumOutcomes      = iota  // the number of outcomes, for tables indexed by Outcome
 )
 
 var outcomeNames = [NumOutcomes]string{
 	"allowed", "invalid_key", "too_many_failures", "forbidden_read", "forbidden_write",
 	"no_credential", "not_admin", "rate_limited", "quota_exceeded", "store_unavailable", "canceled",
-	"invalid_request", "method_not_allowed", "too_large", "invalid_path",
+	"invalid_request", "method_not_allowed", "too_large", "invalid_path", "forbidden_address",
 }
 
 func (o Outcome) String() string {
@@ -175,6 +182,14 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 		return Verdict{Outcome: Canceled}
 	default:
 		return Verdict{Outcome: StoreUnavailable, Err: err}
+	}
+	// A key of another environment is answered like an unknown one:
+	// nothing tells that it exists elsewhere.
+	if !pol.Admin && !p.Key.AcceptedIn(pol.Environment) {
+		return g.invalid(req)
+	}
+	if !p.AllowsClient(req.Client) {
+		return Verdict{Outcome: ForbiddenAddress, Principal: p}
 	}
 	if pol.Admin {
 		if !p.Rights.Admin && !p.Rights.Self {

@@ -52,7 +52,7 @@ func newGateRig(t *testing.T) *gateRig {
 		if mod != nil {
 			mod(k)
 		}
-		if err := store.CreateKey(t.Context(), k, 0, past); err != nil {
+		if err := store.CreateKey(t.Context(), k, keystore.CreateLimits{}, past); err != nil {
 			t.Fatalf("creating %s: %v", name, err)
 		}
 		rig.keys[name] = secret

@@ -15,6 +15,9 @@ var (
 	ErrNotFound         = errors.New("not found")
 	ErrConflict         = errors.New("conflict")
 	ErrLicenseExhausted = errors.New("license exhausted")
+	// ErrUserKeysExhausted: the key's user already holds
+	// CreateLimits.MaxActivePerUser active keys.
+	ErrUserKeysExhausted = errors.New("the user holds the most active keys allowed")
 	// ErrUnavailable wraps store failures that mean "try later" (network,
 	// closed pool); the handler answers 503 and never fails open.
 	ErrUnavailable = errors.New("store unavailable")
@@ -67,6 +70,12 @@ type Key struct {
 	LastUsedAt  *time.Time
 	Rate        *Rate
 	Quota       *Quota
+	// AllowedIPs are the client addresses the key works from, as canonical
+	// prefixes ("192.0.2.7/32", "2001:db8::/48"); empty means anywhere.
+	AllowedIPs []string
+	// Environments are the handler environments that accept the key;
+	// empty means only handlers without an environment.
+	Environments []string
 
 	// PrevDigest is the digest replaced by the last rotation; it keeps
 	// working until GraceUntil. Zero when there is none.
@@ -78,6 +87,8 @@ type Key struct {
 func (k *Key) Clone() *Key {
 	c := *k
 	c.Rights = append([]string(nil), k.Rights...)
+	c.AllowedIPs = cloneStrings(k.AllowedIPs)
+	c.Environments = cloneStrings(k.Environments)
 	c.ExpiresAt = cloneTime(k.ExpiresAt)
 	c.RevokedAt = cloneTime(k.RevokedAt)
 	c.LastUsedAt = cloneTime(k.LastUsedAt)
@@ -91,6 +102,13 @@ func (k *Key) Clone() *Key {
 		c.Quota = &q
 	}
 	return &c
+}
+
+func cloneStrings(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]string(nil), s...)
 }
 
 func cloneTime(t *time.Time) *time.Time {
@@ -144,6 +162,8 @@ func NewID() (string, error) {
 type ListFilter struct {
 	User   string
 	Name   string
+	// CreatedBy selects the keys created by that key id (or "local").
+	CreatedBy string
 	Status Status    // evaluated at Now
 	Now    time.Time // for Status
 	Limit  int       // 1..1000; 0 means 100
@@ -179,4 +199,13 @@ type UsageDelta struct {
 type DayUsage struct {
 	Day      time.Time
 	Requests int64
+}
+
+// CreateLimits are the caps Store.CreateKey checks atomically with the
+// insert. Zero means no cap.
+type CreateLimits struct {
+	// MaxActive is the licence: active keys in all.
+	MaxActive int
+	// MaxActivePerUser caps the active keys of the new key's user.
+	MaxActivePerUser int
 }

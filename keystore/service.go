@@ -56,6 +56,10 @@ type Actor struct {
 	Rights Rights
 	// Local marks Caddy's local admin endpoint, trusted like keys:admin.
 	Local bool
+	// Key is the acting key (nil for the local endpoint): what a keys:self
+	// key creates is bounded by its limits, expiry, allowed_ips and
+	// environments.
+	Key *Key
 }
 
 // LocalActor returns the actor of Caddy's local admin endpoint.
@@ -63,7 +67,7 @@ func LocalActor() Actor { return Actor{ID: LocalActorID, Local: true} }
 
 // KeyActor returns the actor for an authenticated admin key.
 func KeyActor(k *Key, rights Rights) Actor {
-	return Actor{ID: k.ID, User: k.User, Rights: rights}
+	return Actor{ID: k.ID, User: k.User, Rights: rights, Key: k}
 }
 
 func (a Actor) admin() bool { return a.Local || a.Rights.Admin }
@@ -132,6 +136,8 @@ func KindOf(err error) ErrorKind {
 		return se.Kind
 	case errors.Is(err, ErrNotFound):
 		return KindNotFound
+	case errors.Is(err, ErrUserKeysExhausted):
+		return KindConflict
 	case errors.Is(err, ErrLicenseExhausted):
 		return KindLicense
 	case errors.Is(err, ErrConflict):
@@ -195,6 +201,9 @@ type KeySpec struct {
 	ExpiresIn   string    `json:"expires_in"` // Go duration
 	Rate        *RateSpec `json:"rate"`
 	Quota       *Quota    `json:"quota"`
+	// AllowedIPs and Environments are the key's policy (docs/design.md §2).
+	AllowedIPs   []string `json:"allowed_ips"`
+	Environments []string `json:"environments"`
 }
 
 // ImportSpec is a KeySpec plus the outside key value (APIKey) or its
@@ -214,6 +223,9 @@ type KeyPatch struct {
 	Rate        Nullable[RateSpec] `json:"rate"`
 	Quota       Nullable[Quota]    `json:"quota"`
 	ExpiresAt   Nullable[string]   `json:"expires_at"`
+	// null or [] clears them.
+	AllowedIPs   Nullable[[]string] `json:"allowed_ips"`
+	Environments Nullable[[]string] `json:"environments"`
 }
 
 // RotateSpec is the body of POST /keys/{id}/rotate.
@@ -244,6 +256,9 @@ type Service struct {
 	// SelfServiceOnly restricts even keys:admin keys to creating keys for
 	// their own user (the local endpoint is exempt).
 	SelfServiceOnly bool
+	// MaxKeysPerUser caps the active keys of one run-as user, so one user
+	// cannot take the whole licence; 0 means no cap.
+	MaxKeysPerUser int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Invalidator evicts cached digests after every change; may be nil.
@@ -290,6 +305,8 @@ func serviceStoreErr(err error, what string) error {
 		return se
 	case errors.Is(err, ErrNotFound):
 		return &ServiceError{Kind: KindNotFound, Message: what + " not found", Err: err}
+	case errors.Is(err, ErrUserKeysExhausted):
+		return &ServiceError{Kind: KindConflict, Message: what + ": its user already holds the most active keys that max_keys_per_user allows; revoke one of them first", Err: err}
 	case errors.Is(err, ErrLicenseExhausted):
 		return &ServiceError{Kind: KindLicense, Message: "the license is exhausted: every licensed key is in use; revoke a key or raise the license", Err: err}
 	case errors.Is(err, ErrConflict):
@@ -521,6 +538,17 @@ func (s *Service) specKey(a Actor, spec KeySpec, now time.Time) (*Key, map[strin
 			return nil, nil, err
 		}
 	}
+	if k.AllowedIPs, err = ParseAllowedIPs(spec.AllowedIPs); err != nil {
+		return nil, nil, err
+	}
+	if k.Environments, err = ValidateEnvironments(spec.Environments); err != nil {
+		return nil, nil, err
+	}
+	if !a.admin() && a.Key != nil {
+		if err := boundChild(a.Key, k, now); err != nil {
+			return nil, nil, err
+		}
+	}
 	return k, keyDetails(k), nil
 }
 
@@ -540,6 +568,12 @@ func keyDetails(k *Key) map[string]any {
 	}
 	if k.Quota != nil {
 		d["quota"] = map[string]any{"limit": k.Quota.Limit, "period": k.Quota.Period}
+	}
+	if len(k.AllowedIPs) > 0 {
+		d["allowed_ips"] = append([]string(nil), k.AllowedIPs...)
+	}
+	if len(k.Environments) > 0 {
+		d["environments"] = append([]string(nil), k.Environments...)
 	}
 	return d
 }
@@ -618,7 +652,8 @@ func (s *Service) insert(ctx context.Context, k *Key, now time.Time) error {
 		return &ServiceError{Kind: KindInternal, Message: "generating a key id failed", Err: err}
 	}
 	k.ID = id
-	if err := s.Store.CreateKey(ctx, k, s.License, now); err != nil {
+	lim := CreateLimits{MaxActive: s.License, MaxActivePerUser: s.MaxKeysPerUser}
+	if err := s.Store.CreateKey(ctx, k, lim, now); err != nil {
 		return serviceStoreErr(err, "the new key")
 	}
 	s.invalidate(k)
@@ -706,6 +741,22 @@ func (s *Service) Update(ctx context.Context, a Actor, id string, p KeyPatch) (*
 			}
 		})
 	}
+	if p.AllowedIPs.Set {
+		v, err := ParseAllowedIPs(p.AllowedIPs.Value) // null: Value is nil
+		if err != nil {
+			return nil, err
+		}
+		details["allowed_ips"] = v
+		apply = append(apply, func(k *Key) { k.AllowedIPs = cloneStrings(v) })
+	}
+	if p.Environments.Set {
+		v, err := ValidateEnvironments(p.Environments.Value)
+		if err != nil {
+			return nil, err
+		}
+		details["environments"] = v
+		apply = append(apply, func(k *Key) { k.Environments = cloneStrings(v) })
+	}
 	var expires *time.Time
 	if p.ExpiresAt.Set {
 		if !p.ExpiresAt.Null {
@@ -721,7 +772,7 @@ func (s *Service) Update(ctx context.Context, a Actor, id string, p KeyPatch) (*
 		apply = append(apply, func(k *Key) { k.ExpiresAt = cloneTime(expires) })
 	}
 	if len(apply) == 0 {
-		return nil, invalidf("nothing to change: give at least one of name, description, rights, rate, quota, expires_at")
+		return nil, invalidf("nothing to change: give at least one of name, description, rights, rate, quota, expires_at, allowed_ips, environments")
 	}
 
 	old, err := s.Store.GetKey(ctx, id)
@@ -844,8 +895,72 @@ func (s *Service) Revoke(ctx context.Context, a Actor, id string) (*Key, error) 
 	if already {
 		details["already_revoked"] = true
 	}
+	// Also when already revoked: a cascade cut short by a store failure
+	// finishes on the retry.
+	n, cerr := s.revokeCreated(ctx, a, id, now)
+	if n > 0 {
+		details["revoked_created"] = n
+	}
 	s.audit(ctx, a, ActionRevoke, id, details, now)
+	if cerr != nil {
+		return nil, cerr
+	}
 	return k, nil
+}
+
+// revokeCreated revokes, transitively, every key that key root created
+// (created_by), so a revoked keys:self key leaves no children behind. Each
+// revocation is audited with the key that created it and the root. Keys
+// already revoked are walked through too: their children may not be.
+func (s *Service) revokeCreated(ctx context.Context, a Actor, root string, now time.Time) (int, error) {
+	if root == "" || root == LocalActorID {
+		return 0, nil
+	}
+	queue := []string{root}
+	seen := map[string]bool{root: true}
+	n := 0
+	for len(queue) > 0 {
+		parent := queue[0]
+		queue = queue[1:]
+		for cursor := ""; ; {
+			children, next, err := s.Store.ListKeys(ctx, ListFilter{CreatedBy: parent, Limit: maxAdminPageLimit, Cursor: cursor, Now: now})
+			if err != nil {
+				return n, serviceStoreErr(err, "the keys created by "+parent)
+			}
+			for _, c := range children {
+				if seen[c.ID] {
+					continue
+				}
+				seen[c.ID] = true
+				queue = append(queue, c.ID)
+				if c.RevokedAt != nil {
+					continue
+				}
+				revoked := false
+				k, err := s.Store.UpdateKey(ctx, c.ID, func(k *Key) error {
+					if k.RevokedAt == nil {
+						t := now
+						k.RevokedAt, revoked = &t, true
+					}
+					return nil
+				})
+				if err != nil {
+					return n, serviceStoreErr(err, "key "+c.ID)
+				}
+				if !revoked {
+					continue
+				}
+				n++
+				s.invalidate(k)
+				s.audit(ctx, a, ActionRevoke, c.ID, map[string]any{"cascade": true, "created_by": parent, "revoked_with": root}, now)
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+	return n, nil
 }
 
 // RevokeUser revokes every key of user and returns how many it revoked.
@@ -868,7 +983,15 @@ func (s *Service) RevokeUser(ctx context.Context, a Actor, user string) (int, er
 	for _, k := range keys {
 		s.audit(ctx, a, ActionRevokeUser, k.ID, map[string]any{"user": user, "revoked": len(keys)}, now)
 	}
-	return len(keys), nil
+	total := len(keys)
+	for _, k := range keys {
+		n, err := s.revokeCreated(ctx, a, k.ID, now)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // RevokeLeaked takes key values as a secret scanner reports them and
@@ -929,7 +1052,19 @@ func (s *Service) RevokeLeaked(ctx context.Context, a Actor, values []string) (i
 		}
 		n++
 		s.invalidate(before, k)
-		s.audit(ctx, a, ActionRevokeLeaked, k.ID, map[string]any{"result": action}, now)
+		details := map[string]any{"result": action}
+		var cerr error
+		if action == "revoked" {
+			var c int
+			c, cerr = s.revokeCreated(ctx, a, k.ID, now)
+			if c > 0 {
+				details["revoked_created"] = c
+			}
+		}
+		s.audit(ctx, a, ActionRevokeLeaked, k.ID, details, now)
+		if cerr != nil {
+			return n, cerr
+		}
 	}
 	return n, nil
 }

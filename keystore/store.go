@@ -13,10 +13,12 @@ type Store interface {
 	UsageWriter
 	UsageReader
 
-	// CreateKey inserts k. If maxActive > 0 and that many keys are already
-	// active at now, it fails with ErrLicenseExhausted; the count and the
-	// insert are atomic. A duplicate id or digest is ErrConflict.
-	CreateKey(ctx context.Context, k *Key, maxActive int, now time.Time) error
+	// CreateKey inserts k. If lim.MaxActive > 0 and that many keys are
+	// already active at now, it fails with ErrLicenseExhausted; if
+	// lim.MaxActivePerUser > 0 and k.User holds that many, with
+	// ErrUserKeysExhausted. The counts and the insert are atomic. A
+	// duplicate id or digest is ErrConflict.
+	CreateKey(ctx context.Context, k *Key, lim CreateLimits, now time.Time) error
 	// GetKey returns the key with that id, or ErrNotFound.
 	GetKey(ctx context.Context, id string) (*Key, error)
 	// ListKeys returns keys matching f in a stable order (creation order)

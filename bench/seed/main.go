@@ -86,7 +86,7 @@ func run(storePath string, n, sample int, out string, rights []string, prefix st
 			CreatedAt: created,
 			CreatedBy: keystore.LocalActorID,
 		}
-		if err := s.CreateKey(ctx, k, 0, created); err != nil {
+		if err := s.CreateKey(ctx, k, keystore.CreateLimits{}, created); err != nil {
 			return err
 		}
 		if i%every == 0 && i/every < sample {

@@ -96,7 +96,7 @@ func TestReopenKeepsData(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	k := &keystore.Key{ID: "key_reopen", Name: "n", User: "u", Digest: keystore.DigestOf("secret"), CreatedAt: now,
 		Rate: &keystore.Rate{Limit: 3, Per: 90 * time.Second}}
-	if err := s.CreateKey(t.Context(), k, 0, now); err != nil {
+	if err := s.CreateKey(t.Context(), k, keystore.CreateLimits{}, now); err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -117,7 +117,7 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 	// The creation sequence survives, so new keys list after old ones.
 	k2 := &keystore.Key{ID: "key_after", Name: "n", User: "u", Digest: keystore.DigestOf("other"), CreatedAt: now}
-	if err := s.CreateKey(t.Context(), k2, 0, now); err != nil {
+	if err := s.CreateKey(t.Context(), k2, keystore.CreateLimits{}, now); err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	keys, _, err := s.ListKeys(t.Context(), keystore.ListFilter{})

@@ -257,7 +257,7 @@ func TestBackupRestore(t *testing.T) {
 	// The store keeps working after (and during) the backup.
 	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	later := &keystore.Key{ID: "key_after_backup", Name: "n", User: "u", Digest: keystore.DigestOf("after"), CreatedAt: now}
-	if err := s.CreateKey(t.Context(), later, 0, now); err != nil {
+	if err := s.CreateKey(t.Context(), later, keystore.CreateLimits{}, now); err != nil {
 		t.Fatalf("CreateKey after Backup: %v", err)
 	}
 	s.Close()

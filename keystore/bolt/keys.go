@@ -17,24 +17,26 @@ import (
 // keyRecord is the stored form of a key. Its JSON names are the file
 // format: change them only with a schema version bump.
 type keyRecord struct {
-	Seq         uint64       `json:"seq"`
-	ID          string       `json:"id"`
-	Name        string       `json:"name"`
-	Description string       `json:"description,omitempty"`
-	User        string       `json:"user"`
-	Rights      []string     `json:"rights"`
-	Start       string       `json:"start"`
-	Digest      string       `json:"digest"`
-	Imported    bool         `json:"imported,omitempty"`
-	CreatedAt   time.Time    `json:"created_at"`
-	CreatedBy   string       `json:"created_by"`
-	ExpiresAt   *time.Time   `json:"expires_at,omitempty"`
-	RevokedAt   *time.Time   `json:"revoked_at,omitempty"`
-	LastUsedAt  *time.Time   `json:"last_used_at,omitempty"`
-	Rate        *rateRecord  `json:"rate,omitempty"`
-	Quota       *quotaRecord `json:"quota,omitempty"`
-	PrevDigest  string       `json:"prev_digest,omitempty"`
-	GraceUntil  *time.Time   `json:"grace_until,omitempty"`
+	Seq          uint64       `json:"seq"`
+	ID           string       `json:"id"`
+	Name         string       `json:"name"`
+	Description  string       `json:"description,omitempty"`
+	User         string       `json:"user"`
+	Rights       []string     `json:"rights"`
+	Start        string       `json:"start"`
+	Digest       string       `json:"digest"`
+	Imported     bool         `json:"imported,omitempty"`
+	CreatedAt    time.Time    `json:"created_at"`
+	CreatedBy    string       `json:"created_by"`
+	ExpiresAt    *time.Time   `json:"expires_at,omitempty"`
+	RevokedAt    *time.Time   `json:"revoked_at,omitempty"`
+	LastUsedAt   *time.Time   `json:"last_used_at,omitempty"`
+	Rate         *rateRecord  `json:"rate,omitempty"`
+	Quota        *quotaRecord `json:"quota,omitempty"`
+	AllowedIPs   []string     `json:"allowed_ips,omitempty"`
+	Environments []string     `json:"environments,omitempty"`
+	PrevDigest   string       `json:"prev_digest,omitempty"`
+	GraceUntil   *time.Time   `json:"grace_until,omitempty"`
 }
 
 type rateRecord struct {
@@ -57,21 +59,23 @@ func utc(t *time.Time) *time.Time {
 
 func toRecord(k *keystore.Key, seq uint64) *keyRecord {
 	r := &keyRecord{
-		Seq:         seq,
-		ID:          k.ID,
-		Name:        k.Name,
-		Description: k.Description,
-		User:        k.User,
-		Rights:      k.Rights,
-		Start:       k.Start,
-		Digest:      k.Digest.Hex(),
-		Imported:    k.Imported,
-		CreatedAt:   k.CreatedAt.UTC(),
-		CreatedBy:   k.CreatedBy,
-		ExpiresAt:   utc(k.ExpiresAt),
-		RevokedAt:   utc(k.RevokedAt),
-		LastUsedAt:  utc(k.LastUsedAt),
-		GraceUntil:  utc(k.GraceUntil),
+		Seq:          seq,
+		ID:           k.ID,
+		Name:         k.Name,
+		Description:  k.Description,
+		User:         k.User,
+		Rights:       k.Rights,
+		Start:        k.Start,
+		Digest:       k.Digest.Hex(),
+		Imported:     k.Imported,
+		CreatedAt:    k.CreatedAt.UTC(),
+		CreatedBy:    k.CreatedBy,
+		ExpiresAt:    utc(k.ExpiresAt),
+		RevokedAt:    utc(k.RevokedAt),
+		LastUsedAt:   utc(k.LastUsedAt),
+		GraceUntil:   utc(k.GraceUntil),
+		AllowedIPs:   k.AllowedIPs,
+		Environments: k.Environments,
 	}
 	if k.Rate != nil {
 		r.Rate = &rateRecord{Limit: k.Rate.Limit, Per: k.Rate.Per.String()}
@@ -87,19 +91,21 @@ func toRecord(k *keystore.Key, seq uint64) *keyRecord {
 
 func (r *keyRecord) key() (*keystore.Key, error) {
 	k := &keystore.Key{
-		ID:          r.ID,
-		Name:        r.Name,
-		Description: r.Description,
-		User:        r.User,
-		Rights:      r.Rights,
-		Start:       r.Start,
-		Imported:    r.Imported,
-		CreatedAt:   r.CreatedAt,
-		CreatedBy:   r.CreatedBy,
-		ExpiresAt:   r.ExpiresAt,
-		RevokedAt:   r.RevokedAt,
-		LastUsedAt:  r.LastUsedAt,
-		GraceUntil:  r.GraceUntil,
+		ID:           r.ID,
+		Name:         r.Name,
+		Description:  r.Description,
+		User:         r.User,
+		Rights:       r.Rights,
+		Start:        r.Start,
+		Imported:     r.Imported,
+		CreatedAt:    r.CreatedAt,
+		CreatedBy:    r.CreatedBy,
+		ExpiresAt:    r.ExpiresAt,
+		RevokedAt:    r.RevokedAt,
+		LastUsedAt:   r.LastUsedAt,
+		GraceUntil:   r.GraceUntil,
+		AllowedIPs:   r.AllowedIPs,
+		Environments: r.Environments,
 	}
 	var err error
 	if k.Digest, err = keystore.ParseDigestHex(r.Digest); err != nil {
@@ -191,7 +197,7 @@ func releaseDigests(tx *bbolt.Tx, k *keystore.Key) error {
 func userIndexKey(user string, seq uint64) []byte { return compositeKey(user, u64(seq)) }
 
 // CreateKey implements keystore.Store.
-func (s *Store) CreateKey(ctx context.Context, k *keystore.Key, maxActive int, now time.Time) error {
+func (s *Store) CreateKey(ctx context.Context, k *keystore.Key, lim keystore.CreateLimits, now time.Time) error {
 	if k.ID == "" {
 		return errors.New("creating key: empty id")
 	}
@@ -203,13 +209,22 @@ func (s *Store) CreateKey(ctx context.Context, k *keystore.Key, maxActive int, n
 		if keys.Get([]byte(k.ID)) != nil {
 			return keystore.ErrConflict
 		}
-		if maxActive > 0 {
-			n, err := countActive(tx, now, maxActive)
+		if lim.MaxActive > 0 {
+			n, err := countActive(tx, now, lim.MaxActive)
 			if err != nil {
 				return err
 			}
-			if n >= maxActive {
+			if n >= lim.MaxActive {
 				return keystore.ErrLicenseExhausted
+			}
+		}
+		if lim.MaxActivePerUser > 0 {
+			n, err := countActiveOfUser(tx, k.User, now, lim.MaxActivePerUser)
+			if err != nil {
+				return err
+			}
+			if n >= lim.MaxActivePerUser {
+				return keystore.ErrUserKeysExhausted
 			}
 		}
 		return insertKey(tx, k)
@@ -334,6 +349,7 @@ func (s *Store) ListKeys(ctx context.Context, f keystore.ListFilter) ([]*keystor
 
 func matches(k *keystore.Key, f keystore.ListFilter) bool {
 	return (f.User == "" || k.User == f.User) &&
+		(f.CreatedBy == "" || k.CreatedBy == f.CreatedBy) &&
 		(f.Name == "" || k.Name == f.Name) &&
 		(f.Status == "" || k.Status(f.Now) == f.Status)
 }
@@ -440,6 +456,31 @@ type statusRecord struct {
 }
 
 // countActive counts the keys active at now, stopping at stop if > 0.
+// countActiveOfUser counts the active keys of user through the user index,
+// stopping at stop.
+func countActiveOfUser(tx *bbolt.Tx, user string, now time.Time, stop int) (int, error) {
+	n := 0
+	prefix := compositeKey(user, nil)
+	c := tx.Bucket(bucketUsers).Cursor()
+	for kk, id := c.Seek(prefix); kk != nil && bytes.HasPrefix(kk, prefix); kk, id = c.Next() {
+		if len(kk) != len(prefix)+8 {
+			continue // a user whose name extends user past a NUL byte
+		}
+		r, err := getRecord(tx, string(id))
+		if err != nil {
+			return 0, err
+		}
+		k := keystore.Key{ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt}
+		if k.Status(now) == keystore.StatusActive {
+			n++
+			if n == stop {
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
 func countActive(tx *bbolt.Tx, now time.Time, stop int) (int, error) {
 	n := 0
 	c := tx.Bucket(bucketKeys).Cursor()

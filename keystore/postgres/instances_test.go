@@ -34,7 +34,7 @@ func TestLicenseAcrossInstances(t *testing.T) {
 	for _, s := range stores {
 		for range perInstance {
 			wg.Go(func() {
-				err := s.CreateKey(t.Context(), testKey(t, "u"), limit, now)
+				err := s.CreateKey(t.Context(), testKey(t, "u"), keystore.CreateLimits{MaxActive: limit}, now)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -73,7 +73,7 @@ func TestUsageAcrossInstances(t *testing.T) {
 	keys := make([]*keystore.Key, 8)
 	for i := range keys {
 		keys[i] = testKey(t, "u")
-		if err := a.CreateKey(t.Context(), keys[i], 0, time.Now()); err != nil {
+		if err := a.CreateKey(t.Context(), keys[i], keystore.CreateLimits{}, time.Now()); err != nil {
 			t.Fatalf("CreateKey: %v", err)
 		}
 	}

@@ -17,7 +17,8 @@ import (
 
 const keyColumns = `pos, id, name, description, user_name, rights, start, digest, imported,
 	created_at, created_by, expires_at, revoked_at, last_used_at,
-	rate_limit, rate_per, quota_limit, quota_period, prev_digest, grace_until`
+	rate_limit, rate_per, quota_limit, quota_period, prev_digest, grace_until,
+	allowed_ips, environments`
 
 // Status conditions on keys at $1 (a timestamptz), mirroring Key.Status.
 const (
@@ -40,7 +41,8 @@ func scanKey(row pgx.Row) (*keystore.Key, int64, error) {
 	)
 	err := row.Scan(&pos, &k.ID, &k.Name, &k.Description, &k.User, &k.Rights, &k.Start, &digest, &k.Imported,
 		&k.CreatedAt, &k.CreatedBy, &k.ExpiresAt, &k.RevokedAt, &k.LastUsedAt,
-		&rateLimit, &ratePer, &quotaLimit, &quotaPeriod, &prev, &k.GraceUntil)
+		&rateLimit, &ratePer, &quotaLimit, &quotaPeriod, &prev, &k.GraceUntil,
+		&k.AllowedIPs, &k.Environments)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -68,6 +70,12 @@ func scanKey(row pgx.Row) (*keystore.Key, int64, error) {
 	}
 	if len(k.Rights) == 0 {
 		k.Rights = nil
+	}
+	if len(k.AllowedIPs) == 0 {
+		k.AllowedIPs = nil
+	}
+	if len(k.Environments) == 0 {
+		k.Environments = nil
 	}
 	k.CreatedAt = k.CreatedAt.UTC()
 	for _, t := range []**time.Time{&k.ExpiresAt, &k.RevokedAt, &k.LastUsedAt, &k.GraceUntil} {
@@ -97,13 +105,18 @@ func keyArgs(k *keystore.Key) []any {
 	if !k.PrevDigest.IsZero() {
 		prev = k.PrevDigest[:]
 	}
-	rights := k.Rights
-	if rights == nil {
-		rights = []string{}
-	}
-	return []any{k.ID, k.Name, k.Description, k.User, rights, k.Start, k.Digest[:], k.Imported,
+	return []any{k.ID, k.Name, k.Description, k.User, nonNil(k.Rights), k.Start, k.Digest[:], k.Imported,
 		k.CreatedAt, k.CreatedBy, k.ExpiresAt, k.RevokedAt, k.LastUsedAt,
-		rateLimit, ratePer, quotaLimit, quotaPeriod, prev, k.GraceUntil}
+		rateLimit, ratePer, quotaLimit, quotaPeriod, prev, k.GraceUntil,
+		nonNil(k.AllowedIPs), nonNil(k.Environments)}
+}
+
+// nonNil gives the NOT NULL text[] columns '{}' for an empty list.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // lockKeys serialises key mutations across instances for the rest of the
@@ -153,7 +166,7 @@ func recordChange(ctx context.Context, tx pgx.Tx, keyID string, ds ...keystore.D
 }
 
 // CreateKey implements keystore.Store.
-func (s *Store) CreateKey(ctx context.Context, k *keystore.Key, maxActive int, now time.Time) error {
+func (s *Store) CreateKey(ctx context.Context, k *keystore.Key, lim keystore.CreateLimits, now time.Time) error {
 	if k.Digest.IsZero() {
 		return fmt.Errorf("creating key %s: no digest", k.ID)
 	}
@@ -175,19 +188,29 @@ func (s *Store) CreateKey(ctx context.Context, k *keystore.Key, maxActive int, n
 		if taken {
 			return fmt.Errorf("%w: digest belongs to another key", keystore.ErrConflict)
 		}
-		if maxActive > 0 {
+		if lim.MaxActive > 0 {
 			var n int
 			if err := tx.QueryRow(ctx, `SELECT count(*) FROM keys WHERE `+condActive, now).Scan(&n); err != nil {
 				return err
 			}
-			if n >= maxActive {
+			if n >= lim.MaxActive {
 				return keystore.ErrLicenseExhausted
+			}
+		}
+		if lim.MaxActivePerUser > 0 {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM keys WHERE user_name = $2 AND `+condActive, now, k.User).Scan(&n); err != nil {
+				return err
+			}
+			if n >= lim.MaxActivePerUser {
+				return keystore.ErrUserKeysExhausted
 			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO keys (id, name, description, user_name, rights, start, digest, imported,
 			created_at, created_by, expires_at, revoked_at, last_used_at,
-			rate_limit, rate_per, quota_limit, quota_period, prev_digest, grace_until)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+			rate_limit, rate_per, quota_limit, quota_period, prev_digest, grace_until,
+			allowed_ips, environments)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
 			keyArgs(k)...); err != nil {
 			return err
 		}
@@ -252,6 +275,10 @@ func (s *Store) ListKeys(ctx context.Context, f keystore.ListFilter) ([]*keystor
 	if f.Name != "" {
 		args = append(args, f.Name)
 		q += ` AND name = $` + strconv.Itoa(len(args))
+	}
+	if f.CreatedBy != "" {
+		args = append(args, f.CreatedBy)
+		q += ` AND created_by = $` + strconv.Itoa(len(args))
 	}
 	switch f.Status {
 	case "":
@@ -335,7 +362,8 @@ func (s *Store) UpdateKey(ctx context.Context, id string, fn func(*keystore.Key)
 		saved, _, err = scanKey(tx.QueryRow(ctx, `UPDATE keys SET name = $2, description = $3, user_name = $4,
 			rights = $5, start = $6, digest = $7, imported = $8, created_at = $9, created_by = $10,
 			expires_at = $11, revoked_at = $12, last_used_at = $13, rate_limit = $14, rate_per = $15,
-			quota_limit = $16, quota_period = $17, prev_digest = $18, grace_until = $19
+			quota_limit = $16, quota_period = $17, prev_digest = $18, grace_until = $19,
+			allowed_ips = $20, environments = $21
 			WHERE id = $1 RETURNING `+keyColumns, keyArgs(k)...))
 		if err != nil {
 			return err

@@ -72,7 +72,7 @@ func TestListenerSeesOtherInstance(t *testing.T) {
 	waitFor(t, 10*time.Second, "listener connected", func() bool { return l.Stats().Connected })
 
 	k := testKey(t, "MXINTADM")
-	if err := b.CreateKey(t.Context(), k.Clone(), 0, time.Now()); err != nil {
+	if err := b.CreateKey(t.Context(), k.Clone(), keystore.CreateLimits{}, time.Now()); err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	waitFor(t, 5*time.Second, "create delivered", func() bool { return got.count(k.Digest) >= 1 })
@@ -94,7 +94,7 @@ func TestListenerSeesOtherInstance(t *testing.T) {
 
 	// RevokeUser, and changes made by the listening store itself.
 	k2 := testKey(t, "MXINTADM")
-	if err := a.CreateKey(t.Context(), k2.Clone(), 0, time.Now()); err != nil {
+	if err := a.CreateKey(t.Context(), k2.Clone(), keystore.CreateLimits{}, time.Now()); err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	if _, err := a.RevokeUser(t.Context(), "MXINTADM", time.Now()); err != nil {
@@ -122,7 +122,7 @@ func TestListenerReplaysAfterReconnect(t *testing.T) {
 	}
 	b := openStore(t, schema, postgres.Options{})
 	k := testKey(t, "u")
-	if err := b.CreateKey(t.Context(), k.Clone(), 0, time.Now()); err != nil {
+	if err := b.CreateKey(t.Context(), k.Clone(), keystore.CreateLimits{}, time.Now()); err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
 
@@ -176,7 +176,7 @@ func TestListenerLogPrunedPastLastSeq(t *testing.T) {
 	b := openStore(t, schema, postgres.Options{ChangeRetention: time.Microsecond})
 	k1, k2 := testKey(t, "u"), testKey(t, "u")
 	for _, k := range []*keystore.Key{k1, k2} {
-		if err := b.CreateKey(t.Context(), k.Clone(), 0, time.Now()); err != nil {
+		if err := b.CreateKey(t.Context(), k.Clone(), keystore.CreateLimits{}, time.Now()); err != nil {
 			t.Fatalf("CreateKey: %v", err)
 		}
 	}

@@ -39,7 +39,7 @@ func TestMigrateFreshSchema(t *testing.T) {
 
 	// Re-running is a no-op: same version, same records, data kept.
 	k := testKey(t, "u")
-	if err := s.CreateKey(ctx, k, 0, time.Now()); err != nil {
+	if err := s.CreateKey(ctx, k, keystore.CreateLimits{}, time.Now()); err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	var before int

@@ -123,7 +123,7 @@ func testCreateConflict(t *testing.T, newStore func(t *testing.T) keystore.Store
 			mustCreate(t, s, first.Clone())
 			second := tt.second(t, first)
 
-			err := s.CreateKey(t.Context(), second.Clone(), 0, base)
+			err := s.CreateKey(t.Context(), second.Clone(), keystore.CreateLimits{}, base)
 			if !errors.Is(err, keystore.ErrConflict) {
 				t.Fatalf("CreateKey: got error %v, want ErrConflict", err)
 			}

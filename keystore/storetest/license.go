@@ -95,7 +95,7 @@ func testCreateKeyLicense(t *testing.T, newStore func(t *testing.T) keystore.Sto
 				t.Fatalf("CountActive: %v", err)
 			}
 			k := newKey(t, "u", "new", at(time.Minute))
-			err = s.CreateKey(t.Context(), k.Clone(), tt.maxActive, base)
+			err = s.CreateKey(t.Context(), k.Clone(), keystore.CreateLimits{MaxActive: tt.maxActive}, base)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("CreateKey(maxActive %d): got error %v, want %v", tt.maxActive, err, tt.wantErr)
 			}
@@ -127,10 +127,10 @@ func testCreateKeyLicense(t *testing.T, newStore func(t *testing.T) keystore.Sto
 		s := newStore(t)
 		createStates(t, s, "u", active, expiresLater)
 		k := newKey(t, "u", "new", at(3*time.Hour))
-		if err := s.CreateKey(t.Context(), k.Clone(), 2, base); !errors.Is(err, keystore.ErrLicenseExhausted) {
+		if err := s.CreateKey(t.Context(), k.Clone(), keystore.CreateLimits{MaxActive: 2}, base); !errors.Is(err, keystore.ErrLicenseExhausted) {
 			t.Fatalf("CreateKey at base: got error %v, want ErrLicenseExhausted", err)
 		}
-		if err := s.CreateKey(t.Context(), k.Clone(), 2, at(3*time.Hour)); err != nil {
+		if err := s.CreateKey(t.Context(), k.Clone(), keystore.CreateLimits{MaxActive: 2}, at(3*time.Hour)); err != nil {
 			t.Fatalf("CreateKey after the other key expired: %v", err)
 		}
 	})
@@ -155,7 +155,7 @@ func testCreateKeyLicenseConcurrent(t *testing.T, newStore func(t *testing.T) ke
 	for _, k := range keys {
 		wg.Go(func() {
 			<-start
-			err := s.CreateKey(t.Context(), k, maxActive, base)
+			err := s.CreateKey(t.Context(), k, keystore.CreateLimits{MaxActive: maxActive}, base)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

@@ -55,17 +55,18 @@ func (m *Memory) digestTaken(d keystore.Digest, except string) bool {
 	return false
 }
 
-func (m *Memory) countActive(now time.Time) int {
+// countActive counts the keys active at now, of user ("" for all users).
+func (m *Memory) countActive(now time.Time, user string) int {
 	n := 0
 	for _, k := range m.keys {
-		if k.Status(now) == keystore.StatusActive {
+		if (user == "" || k.User == user) && k.Status(now) == keystore.StatusActive {
 			n++
 		}
 	}
 	return n
 }
 
-func (m *Memory) CreateKey(_ context.Context, k *keystore.Key, maxActive int, now time.Time) error {
+func (m *Memory) CreateKey(_ context.Context, k *keystore.Key, lim keystore.CreateLimits, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -74,8 +75,11 @@ func (m *Memory) CreateKey(_ context.Context, k *keystore.Key, maxActive int, no
 	if m.find(k.ID) >= 0 || m.digestTaken(k.Digest, "") || m.digestTaken(k.PrevDigest, "") {
 		return keystore.ErrConflict
 	}
-	if maxActive > 0 && m.countActive(now) >= maxActive {
+	if lim.MaxActive > 0 && m.countActive(now, "") >= lim.MaxActive {
 		return keystore.ErrLicenseExhausted
+	}
+	if lim.MaxActivePerUser > 0 && m.countActive(now, k.User) >= lim.MaxActivePerUser {
+		return keystore.ErrUserKeysExhausted
 	}
 	m.keys = append(m.keys, k.Clone())
 	return nil
@@ -130,6 +134,7 @@ func (m *Memory) ListKeys(_ context.Context, f keystore.ListFilter) ([]*keystore
 	for i := start; i < len(m.keys); i++ {
 		k := m.keys[i]
 		if (f.User != "" && k.User != f.User) || (f.Name != "" && k.Name != f.Name) ||
+			(f.CreatedBy != "" && k.CreatedBy != f.CreatedBy) ||
 			(f.Status != "" && k.Status(f.Now) != f.Status) {
 			continue
 		}
@@ -186,7 +191,7 @@ func (m *Memory) CountActive(_ context.Context, now time.Time) (int, error) {
 	if m.fail != nil {
 		return 0, m.fail
 	}
-	return m.countActive(now), nil
+	return m.countActive(now, ""), nil
 }
 
 func (m *Memory) AppendAudit(_ context.Context, e keystore.AuditEvent) error {

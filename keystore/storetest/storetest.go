@@ -137,7 +137,7 @@ func newKey(t *testing.T, user, name string, created time.Time) *keystore.Key {
 // mustCreate creates k without a licence limit.
 func mustCreate(t *testing.T, s keystore.Store, k *keystore.Key) {
 	t.Helper()
-	if err := s.CreateKey(t.Context(), k, 0, base); err != nil {
+	if err := s.CreateKey(t.Context(), k, keystore.CreateLimits{}, base); err != nil {
 		t.Fatalf("CreateKey(%s): %v", k.ID, err)
 	}
 }

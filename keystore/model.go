@@ -160,14 +160,14 @@ func NewID() (string, error) {
 
 // ListFilter selects keys for Store.ListKeys. Empty fields match all.
 type ListFilter struct {
-	User   string
-	Name   string
+	User string
+	Name string
 	// CreatedBy selects the keys created by that key id (or "local").
 	CreatedBy string
-	Status Status    // evaluated at Now
-	Now    time.Time // for Status
-	Limit  int       // 1..1000; 0 means 100
-	Cursor string    // opaque; "" starts at the beginning
+	Status    Status    // evaluated at Now
+	Now       time.Time // for Status
+	Limit     int       // 1..1000; 0 means 100
+	Cursor    string    // opaque; "" starts at the beginning
 }
 
 // AuditEvent is one entry of the audit log. Details never hold a secret.

@@ -70,6 +70,11 @@ func newGateRig(t *testing.T) *gateRig {
 	add("quota", "MXINTADM", []string{"assets:read"}, func(k *keystore.Key) {
 		k.Quota = &keystore.Quota{Limit: 1, Period: "day"}
 	})
+	add("fenced", "MXINTADM", []string{"assets:read"}, func(k *keystore.Key) { k.AllowedIPs = []string{"2001:db8::/32", "192.0.2.0/24"} })
+	add("elsewhere", "MXINTADM", []string{"assets:read"}, func(k *keystore.Key) { k.AllowedIPs = []string{"198.51.100.0/24"} })
+	add("elsewhereadmin", "ADMIN", []string{"keys:admin"}, func(k *keystore.Key) { k.AllowedIPs = []string{"198.51.100.0/24"} })
+	add("prod", "MXINTADM", []string{"assets:read"}, func(k *keystore.Key) { k.Environments = []string{"prod", "test"} })
+	add("prodself", "MXINTADM", []string{"keys:self"}, func(k *keystore.Key) { k.Environments = []string{"prod"} })
 	areas, err := keystore.NewAreas(map[string][]string{
 		"assets":     {"/maximo/oslc/os/mxasset*"},
 		"workorders": {"/maximo/oslc/os/mxwo*"},
@@ -173,6 +178,15 @@ func TestGateOutcomes(t *testing.T) {
 		{name: "default rate", key: "reader", policy: &keystore.Policy{DefaultRate: &keystore.Rate{Limit: 1, Per: time.Hour}}, before: func(rig *gateRig) {
 			rig.gate.Judge(context.Background(), rig.request("reader"), &keystore.Policy{DefaultRate: &keystore.Rate{Limit: 1, Per: time.Hour}})
 		}, want: keystore.RateLimited},
+		{name: "inside allowed_ips", key: "fenced", want: keystore.Allowed},
+		{name: "inside allowed_ips, IPv6", key: "fenced", edit: func(r *keystore.Request) { r.Client = "2001:db8:1::7" }, want: keystore.Allowed},
+		{name: "outside allowed_ips", key: "elsewhere", want: keystore.ForbiddenAddress},
+		{name: "outside allowed_ips, admin call", key: "elsewhereadmin", policy: &keystore.Policy{Admin: true}, want: keystore.ForbiddenAddress},
+		{name: "environment key, handler without one", key: "prod", want: keystore.InvalidKey},
+		{name: "environment key, its environment", key: "prod", policy: &keystore.Policy{Environment: "test"}, want: keystore.Allowed},
+		{name: "environment key, other environment", key: "prod", policy: &keystore.Policy{Environment: "dev"}, want: keystore.InvalidKey},
+		{name: "plain key, handler with an environment", key: "reader", policy: &keystore.Policy{Environment: "prod"}, want: keystore.InvalidKey},
+		{name: "admin call ignores environments", key: "prodself", policy: &keystore.Policy{Admin: true}, want: keystore.Allowed},
 		{name: "store down", key: "reader", before: func(rig *gateRig) {
 			rig.mem.SetFail(errors.Join(keystore.ErrUnavailable, errors.New("connection refused")))
 		}, want: keystore.StoreUnavailable},

@@ -32,6 +32,8 @@ func testCreateGetRoundTrip(t *testing.T, newStore func(t *testing.T) keystore.S
 			k.Quota = &keystore.Quota{Limit: 10000, Period: "month"}
 			k.PrevDigest = newDigest(t)
 			k.GraceUntil = ptr(at(24 * time.Hour))
+			k.AllowedIPs = []string{"192.0.2.0/24", "198.51.100.7/32", "2001:db8::/48"}
+			k.Environments = []string{"prod", "test"}
 			return k
 		}},
 		{"imported", func(t *testing.T) *keystore.Key {
@@ -349,6 +351,16 @@ func testUpdateKeyFields(t *testing.T, newStore func(t *testing.T) keystore.Stor
 			k.LastUsedAt = ptr(at(-time.Hour))
 		}, func(k *keystore.Key) {
 			k.ExpiresAt, k.RevokedAt, k.LastUsedAt = nil, nil, nil
+		}},
+		{"set policy", nil, func(k *keystore.Key) {
+			k.AllowedIPs = []string{"10.0.0.0/8", "2001:db8::1/128"}
+			k.Environments = []string{"dev"}
+		}},
+		{"clear policy", func(k *keystore.Key) {
+			k.AllowedIPs = []string{"10.0.0.0/8"}
+			k.Environments = []string{"dev", "prod"}
+		}, func(k *keystore.Key) {
+			k.AllowedIPs, k.Environments = nil, nil
 		}},
 		{"user, start and creator", nil, func(k *keystore.Key) {
 			k.User, k.Start, k.CreatedBy, k.Imported = "NEWUSER", "kg_zzzz", "key_admin", true

@@ -226,3 +226,80 @@ func testRevokeUser(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		t.Errorf("CountActive after RevokeUser: got %d, %v, want 2, nil", n, err)
 	}
 }
+
+// testCreateKeyPerUserCap checks CreateLimits.MaxActivePerUser: only the
+// new key's user's active keys count, and the licence is checked as well.
+func testCreateKeyPerUserCap(t *testing.T, newStore func(t *testing.T) keystore.Store) {
+	tests := []struct {
+		name    string
+		alice   []keyState
+		bob     int
+		lim     keystore.CreateLimits
+		wantErr error
+	}{
+		{"below the cap", []keyState{active}, 3, keystore.CreateLimits{MaxActivePerUser: 2}, nil},
+		{"at the cap", []keyState{active, active}, 0, keystore.CreateLimits{MaxActivePerUser: 2}, keystore.ErrUserKeysExhausted},
+		{"other users do not count", []keyState{active}, 5, keystore.CreateLimits{MaxActivePerUser: 2}, nil},
+		{"revoked and expired keys do not count", []keyState{active, revoked, expired, expiredRevoked}, 0, keystore.CreateLimits{MaxActivePerUser: 2}, nil},
+		{"keys expiring later count", []keyState{active, expiresLater}, 0, keystore.CreateLimits{MaxActivePerUser: 2}, keystore.ErrUserKeysExhausted},
+		{"licence still applies", []keyState{active}, 2, keystore.CreateLimits{MaxActive: 3, MaxActivePerUser: 5}, keystore.ErrLicenseExhausted},
+		{"zero means no cap", []keyState{active, active, active}, 0, keystore.CreateLimits{}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t)
+			createStates(t, s, "ALICE", tt.alice...)
+			for range tt.bob {
+				createStates(t, s, "BOB", active)
+			}
+			k := newKey(t, "ALICE", "new", at(time.Minute))
+			err := s.CreateKey(t.Context(), k.Clone(), tt.lim, base)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("CreateKey(%+v): got error %v, want %v", tt.lim, err, tt.wantErr)
+			}
+			_, getErr := s.GetKey(t.Context(), k.ID)
+			if tt.wantErr != nil && !errors.Is(getErr, keystore.ErrNotFound) {
+				t.Errorf("GetKey(refused key): got error %v, want ErrNotFound", getErr)
+			}
+			if tt.wantErr == nil && getErr != nil {
+				t.Errorf("GetKey(created key): %v", getErr)
+			}
+		})
+	}
+}
+
+// testCreateKeyPerUserCapConcurrent checks that the per-user count and the
+// insert are atomic.
+func testCreateKeyPerUserCapConcurrent(t *testing.T, newStore func(t *testing.T) keystore.Store) {
+	s := newStore(t)
+	const n, perUser = 16, 3
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		created = map[string]int{}
+	)
+	start := make(chan struct{})
+	for i := range n {
+		user := []string{"ALICE", "BOB"}[i%2]
+		k := newKey(t, user, "racer", at(time.Duration(i)*time.Millisecond))
+		wg.Go(func() {
+			<-start
+			err := s.CreateKey(t.Context(), k, keystore.CreateLimits{MaxActivePerUser: perUser}, base)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				created[user]++
+			case errors.Is(err, keystore.ErrUserKeysExhausted):
+			default:
+				t.Errorf("CreateKey: got error %v, want nil or ErrUserKeysExhausted", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if created["ALICE"] != perUser || created["BOB"] != perUser {
+		t.Fatalf("concurrent CreateKey with a cap of %d per user: created %v", perUser, created)
+	}
+}

@@ -154,6 +154,9 @@ func testListKeysFilters(t *testing.T, newStore func(t *testing.T) keystore.Stor
 	for i, f := range fixture {
 		k := newKey(t, f.user, f.name, at(time.Duration(i)*time.Second))
 		k.ExpiresAt, k.RevokedAt = f.expires, f.revokedAt
+		if i%3 == 1 {
+			k.CreatedBy = "key_parent000000000000001"
+		}
 		mustCreate(t, s, k)
 		all = append(all, k.ID)
 	}
@@ -185,6 +188,10 @@ func testListKeysFilters(t *testing.T, newStore func(t *testing.T) keystore.Stor
 		{"active long ago", keystore.ListFilter{Status: keystore.StatusActive, Now: at(-3 * time.Hour)}, all},
 		{"user and status", keystore.ListFilter{User: "ALICE", Status: keystore.StatusActive, Now: base}, pick(0, 1, 7)},
 		{"user and name", keystore.ListFilter{User: "BOB", Name: "mx-int"}, pick(3)},
+		{"created by", keystore.ListFilter{CreatedBy: "key_parent000000000000001"}, pick(1, 4, 7)},
+		{"created by is exact", keystore.ListFilter{CreatedBy: "key_parent"}, pick()},
+		{"created by and user", keystore.ListFilter{CreatedBy: "key_parent000000000000001", User: "ALICE"}, pick(1, 7)},
+		{"created by local and status", keystore.ListFilter{CreatedBy: "local", Status: keystore.StatusActive, Now: base}, pick(0, 3, 5, 6)},
 		{"nothing matches all three", keystore.ListFilter{User: "ALICE", Name: "mx-int", Status: keystore.StatusRevoked, Now: base}, pick()},
 	}
 	for _, tt := range tests {

@@ -74,6 +74,8 @@ func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		{"CountActive", testCountActive},
 		{"CreateKeyLicense", testCreateKeyLicense},
 		{"CreateKeyLicenseConcurrent", testCreateKeyLicenseConcurrent},
+		{"CreateKeyPerUserCap", testCreateKeyPerUserCap},
+		{"CreateKeyPerUserCapConcurrent", testCreateKeyPerUserCapConcurrent},
 		{"RevokeUser", testRevokeUser},
 		// audit.go
 		{"AuditRoundTrip", testAuditRoundTrip},
@@ -266,6 +268,13 @@ func keyDiff(got, want *keystore.Key) []string {
 	}
 	if !sameTimePtr(got.GraceUntil, want.GraceUntil) {
 		add("GraceUntil", fmtTimePtr(got.GraceUntil), fmtTimePtr(want.GraceUntil))
+	}
+	// nil and empty lists are the same list, as for rights.
+	if !slices.Equal(got.AllowedIPs, want.AllowedIPs) {
+		add("AllowedIPs", got.AllowedIPs, want.AllowedIPs)
+	}
+	if !slices.Equal(got.Environments, want.Environments) {
+		add("Environments", got.Environments, want.Environments)
 	}
 	return d
 }

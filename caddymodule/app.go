@@ -41,6 +41,11 @@ type App struct {
 	// License caps the number of active keys; 0 means no cap.
 	License int `json:"license,omitempty"`
 
+	// MaxKeysPerUser caps the active keys of one run-as user, so that one
+	// user (or a runaway keys:self integration) cannot take the whole
+	// licence. Unset: 25 (keystore.DefaultMaxKeysPerUser); 0: no cap.
+	MaxKeysPerUser *int `json:"max_keys_per_user,omitempty"`
+
 	// Areas map request paths to functional areas. Patterns follow
 	// Caddy's path matcher (prefix "/a*", suffix "*a", exact),
 	// case-insensitively, on the cleaned path.
@@ -297,6 +302,9 @@ func (a *App) Validate() error {
 	if a.License < 0 {
 		return fmt.Errorf("license %d must not be negative (0 means no cap)", a.License)
 	}
+	if a.MaxKeysPerUser != nil && *a.MaxKeysPerUser < 0 {
+		return fmt.Errorf("max_keys_per_user %d must not be negative (0 means no cap)", *a.MaxKeysPerUser)
+	}
 	if a.Storage.Type == "file" {
 		dir := filepath.Dir(a.Storage.Path)
 		if err := checkWritableDir(dir); err != nil {
@@ -347,6 +355,7 @@ func (a *App) Start() error {
 		License:         a.License,
 		Areas:           a.areas,
 		SelfServiceOnly: a.SelfServiceOnly,
+		MaxKeysPerUser:  a.maxKeysPerUser(),
 		Invalidator:     a.res.auth,
 		Pending:         a.res.meter,
 		Logger:          a.logger,
@@ -412,3 +421,11 @@ var (
 	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )
+
+// maxKeysPerUser is max_keys_per_user with its default.
+func (a *App) maxKeysPerUser() int {
+	if a.MaxKeysPerUser == nil {
+		return keystore.DefaultMaxKeysPerUser
+	}
+	return *a.MaxKeysPerUser
+}

@@ -37,6 +37,7 @@ func init() {
 //		}
 //		prefix   <letters/digits, ≤ 8>
 //		license  <n>
+//		max_keys_per_user <n>
 //		area     <name> <path pattern>...
 //		upstream_credential <user> <value>
 //		self_service_only
@@ -104,6 +105,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.License = n
+		case "max_keys_per_user":
+			n, err := intArg(d, opt)
+			if err != nil {
+				return nil, err
+			}
+			app.MaxKeysPerUser = &n
 		case "area":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -203,7 +210,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.GraphQL = append(app.GraphQL, g)
 		default:
-			return nil, d.Errf("unknown apikey option %q; known: storage, prefix, license, area, upstream_credential, self_service_only, default_rate, default_quota, failed_attempts, flush_interval, cache, graphql", opt)
+			return nil, d.Errf("unknown apikey option %q; known: storage, prefix, license, max_keys_per_user, area, upstream_credential, self_service_only, default_rate, default_quota, failed_attempts, flush_interval, cache, graphql", opt)
 		}
 	}
 	// Areas may be declared after the graphql block that uses them.

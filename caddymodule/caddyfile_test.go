@@ -121,6 +121,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{name: "unknown area option", global: "apikey {\n area s /x* {\n  mode write\n }\n}", wantErr: `area s: unknown option "mode"`},
 		{name: "bad allow_path_chars", global: "apikey {\n}", site: "apikey {\n allow_path_chars %5C\n}", wantErr: `only ";" and "%2F" can be allowed`},
 		{name: "empty allow_path_chars", global: "apikey {\n}", site: "apikey {\n allow_path_chars\n}", wantErr: `allow_path_chars needs`},
+		{name: "environment without name", global: "apikey {\n}", site: "apikey {\n environment\n}", wantErr: "environment needs a name"},
+		{name: "two environments", global: "apikey {\n}", site: "apikey {\n environment prod test\n}", wantErr: "environment takes one name"},
+		{name: "bad environment", global: "apikey {\n}", site: "apikey {\n environment pro/d\n}", wantErr: `environment name "pro/d" may hold only`},
+		{name: "bad max_keys_per_user", global: "apikey {\n max_keys_per_user -1\n}", wantErr: `max_keys_per_user: "-1" is not a non-negative whole number`},
 		{name: "line number", global: "apikey {\n prefix kg\n\n bogus\n}", wantErr: "Caddyfile:5"},
 	}
 	for _, tc := range tests {

@@ -95,7 +95,9 @@ func TestPostgresRevocationPropagates(t *testing.T) {
 	const trials = 100
 	var lags []time.Duration
 	for i := range trials + 1 {
-		k := a.createKey(newKeyFields(fmt.Sprint("propagation-", i)))
+		fields := newKeyFields(fmt.Sprint("propagation-", i))
+		fields["user"] = fmt.Sprintf("PROP%03d", i) // within max_keys_per_user
+		k := a.createKey(fields)
 		waitStatus(t, c, url, k.Key, 200, 10*time.Second) // B caches the key
 		h := startHammer(c, url, k.Key, 2)
 		for h.ok.Load() < 5 {

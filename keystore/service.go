@@ -41,6 +41,8 @@ const (
 	// MaxGrace bounds the rotation grace: an old secret must not live on
 	// for months after its replacement.
 	MaxGrace = 30 * 24 * time.Hour
+	// DefaultMaxKeysPerUser is the app's max_keys_per_user when unset.
+	DefaultMaxKeysPerUser = 25
 	// MaxLeakedKeys bounds one revoke-leaked call.
 	MaxLeakedKeys = 1000
 )

@@ -193,6 +193,27 @@ func TestRequests(t *testing.T) {
 			replyCode: 201, reply: mintJSON,
 		},
 		{
+			name: "create with policy",
+			args: []string{"create", "--name", "n", "--user", "U", "--rights", "assets:read", "--allowed-ips", "10.20.0.0/16, 2001:db8::7", "--environments", "prod,test"},
+			method: "POST", path: "/apikey/keys",
+			body:      `{"name":"n","user":"U","rights":["assets:read"],"allowed_ips":["10.20.0.0/16","2001:db8::7"],"environments":["prod","test"]}`,
+			replyCode: 201, reply: mintJSON,
+		},
+		{
+			name:   "update policy and limits",
+			args:   []string{"update", "key_7Hs2", "--allowed-ips", "192.0.2.0/24", "--environments", "none", "--rate", "none", "--quota", "500/day", "--expires-at", "never"},
+			method: "PATCH", path: "/apikey/keys/key_7Hs2",
+			body:      `{"allowed_ips":["192.0.2.0/24"],"environments":null,"rate":null,"quota":{"limit":500,"period":"day"},"expires_at":null}`,
+			replyCode: 200, reply: keyJSON,
+		},
+		{
+			name:   "update name and rights",
+			args:   []string{"update", "key_7Hs2", "--name", "renamed", "--rights", "assets:read,workorders:read"},
+			method: "PATCH", path: "/apikey/keys/key_7Hs2",
+			body:      `{"name":"renamed","rights":["assets:read","workorders:read"]}`,
+			replyCode: 200, reply: keyJSON,
+		},
+		{
 			name:   "import from stdin",
 			stdin:  "legacy-0123456789-abcdefghij-ABCDEFGHIJ\n",
 			args:   []string{"import", "--name", "legacy", "--user", "MXINTADM", "--rights", "assets:read", "--apikey-file", "-"},
@@ -347,6 +368,9 @@ func TestUsageErrors(t *testing.T) {
 		{name: "expires-in in days", args: append(slices.Clone(create), "--expires-in", "30d"), wantErr: "30 days = 720h"},
 		{name: "negative expires-in", args: append(slices.Clone(create), "--expires-in", "-1h"), wantErr: "must be positive"},
 		{name: "bad expires-at", args: append(slices.Clone(create), "--expires-at", "2027-01-31"), wantErr: "RFC 3339"},
+		{name: "update nothing", args: []string{"update", "key_7Hs2"}, wantErr: "nothing to change"},
+		{name: "update bad rate", args: []string{"update", "key_7Hs2", "--rate", "fast"}, wantErr: `invalid --rate "fast"`},
+		{name: "update bad expiry", args: []string{"update", "key_7Hs2", "--expires-at", "tomorrow"}, wantErr: "or never"},
 		{name: "both expiries", args: append(slices.Clone(create), "--expires-in", "1h", "--expires-at", "2027-01-31T00:00:00Z"), wantErr: "not both"},
 		{name: "create with argument", args: append(slices.Clone(create), "extra"), wantErr: `unexpected argument "extra"`},
 		{name: "unknown flag", args: append(slices.Clone(create), "--colour", "red"), wantErr: "unknown flag: --colour"},
@@ -743,7 +767,9 @@ func TestHumanOutput(t *testing.T) {
 				"expires_at:    2026-12-23T10:00:00Z\n" +
 				"last_used_at:  never\n" +
 				"rate:          100/1m\n" +
-				"quota:         10000/month\n",
+				"quota:         10000/month\n" +
+				"allowed_ips:   anywhere\n" +
+				"environments:  none (handlers without an environment)\n",
 		},
 		{
 			name:    "revoke",
@@ -763,7 +789,9 @@ func TestHumanOutput(t *testing.T) {
 				"revoked_at:    2026-11-24T08:00:00Z\n" +
 				"last_used_at:  never\n" +
 				"rate:          100/1m\n" +
-				"quota:         10000/month\n",
+				"quota:         10000/month\n" +
+				"allowed_ips:   anywhere\n" +
+				"environments:  none (handlers without an environment)\n",
 		},
 		{
 			name:       "revoke-user",
@@ -1046,7 +1074,7 @@ func TestRegistered(t *testing.T) {
 	for _, sub := range cmd.Commands() {
 		got = append(got, sub.Name())
 	}
-	want := []string{"areas", "audit", "create", "import", "license", "list", "revoke", "revoke-user", "rotate", "show", "usage", "whoami"}
+	want := []string{"areas", "audit", "create", "import", "license", "list", "revoke", "revoke-user", "rotate", "show", "update", "usage", "whoami"}
 	if !slices.Equal(got, want) {
 		t.Errorf("subcommands: got %v, want %v", got, want)
 	}

@@ -18,16 +18,18 @@ import (
 
 // createRequest is the body of POST /keys and POST /keys/import.
 type createRequest struct {
-	Name        string      `json:"name"`
-	Description string      `json:"description,omitempty"`
-	User        string      `json:"user"`
-	Rights      []string    `json:"rights"`
-	ExpiresAt   string      `json:"expires_at,omitempty"`
-	ExpiresIn   string      `json:"expires_in,omitempty"`
-	Rate        *rateLimit  `json:"rate,omitempty"`
-	Quota       *quotaLimit `json:"quota,omitempty"`
-	APIKey      string      `json:"apikey,omitempty"`
-	SHA256      string      `json:"sha256,omitempty"`
+	Name         string      `json:"name"`
+	Description  string      `json:"description,omitempty"`
+	User         string      `json:"user"`
+	Rights       []string    `json:"rights"`
+	ExpiresAt    string      `json:"expires_at,omitempty"`
+	ExpiresIn    string      `json:"expires_in,omitempty"`
+	Rate         *rateLimit  `json:"rate,omitempty"`
+	Quota        *quotaLimit `json:"quota,omitempty"`
+	AllowedIPs   []string    `json:"allowed_ips,omitempty"`
+	Environments []string    `json:"environments,omitempty"`
+	APIKey       string      `json:"apikey,omitempty"`
+	SHA256       string      `json:"sha256,omitempty"`
 }
 
 // keyFlags are the key fields shared by create and import.
@@ -35,6 +37,7 @@ type keyFlags struct {
 	name, user, description, rights string
 	expiresIn, expiresAt            string
 	rate, quota                     string
+	allowedIPs, environments        string
 }
 
 func (f *keyFlags) register(cmd *cobra.Command) {
@@ -47,6 +50,8 @@ func (f *keyFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.expiresAt, "expires-at", "", "Expire at this RFC 3339 time, e.g. 2027-01-31T00:00:00Z")
 	fl.StringVar(&f.rate, "rate", "", "Rate limit as <requests>/<duration>, e.g. 100/1m")
 	fl.StringVar(&f.quota, "quota", "", "Quota as <requests>/day or <requests>/month, e.g. 10000/month")
+	fl.StringVar(&f.allowedIPs, "allowed-ips", "", "Comma-separated client addresses or CIDRs the key works from, e.g. 10.20.0.0/16,2001:db8::7 (default: anywhere)")
+	fl.StringVar(&f.environments, "environments", "", "Comma-separated handler environments that accept the key, e.g. prod (default: only handlers without one)")
 }
 
 // request validates the flags and builds the request body.
@@ -88,7 +93,103 @@ func (f *keyFlags) request(cmd *cobra.Command) (*createRequest, error) {
 			return nil, &usageError{msg: err.Error()}
 		}
 	}
+	req.AllowedIPs = splitList(f.allowedIPs)
+	req.Environments = splitList(f.environments)
 	return req, nil
+}
+
+// splitList splits a comma-separated flag value; the server validates the
+// entries and names a bad one.
+func splitList(s string) []string {
+	var out []string
+	for e := range strings.SplitSeq(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (a *app) updateCmd() *cobra.Command {
+	var name, description, rights, rate, quota, expiresAt, allowedIPs, environments string
+	cmd := &cobra.Command{
+		Use:   "update <id> [--name …] [--description …] [--rights …] [--rate …|none] [--quota …|none] [--expires-at …|never] [--allowed-ips …|none] [--environments …|none]",
+		Short: "Changes a key's name, rights, limits, expiry or policy",
+		Long: `
+Changes the given fields of a key (PATCH /keys/{id}); the others stay as
+they are. "none" clears a rate, quota, allowed-ips or environments, "never"
+clears an expiry. Needs keys:admin (or Caddy's local admin endpoint).`,
+		Example: `  keygate apikey update key_7Hs2 --allowed-ips 10.20.0.0/16 --environments prod
+  keygate apikey update key_7Hs2 --rate none --quota 5000/day`,
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&name, "name", "", "New name")
+	fl.StringVar(&description, "description", "", "New description")
+	fl.StringVar(&rights, "rights", "", "New comma-separated rights (replaces them all)")
+	fl.StringVar(&rate, "rate", "", "Rate limit as <requests>/<duration>, or none")
+	fl.StringVar(&quota, "quota", "", "Quota as <requests>/day or <requests>/month, or none")
+	fl.StringVar(&expiresAt, "expires-at", "", "Expiry as an RFC 3339 time, or never")
+	fl.StringVar(&allowedIPs, "allowed-ips", "", "Comma-separated addresses or CIDRs, or none (anywhere)")
+	fl.StringVar(&environments, "environments", "", "Comma-separated environments, or none")
+	cmd.RunE = a.run([]string{"id"}, func(cmd *cobra.Command, args []string) error {
+		changed := cmd.Flags().Changed
+		patch := map[string]any{}
+		if changed("name") {
+			patch["name"] = name
+		}
+		if changed("description") {
+			patch["description"] = description
+		}
+		if changed("rights") {
+			r, err := parseRights(rights)
+			if err != nil {
+				return &usageError{msg: err.Error()}
+			}
+			patch["rights"] = r
+		}
+		var err error
+		if changed("rate") {
+			if patch["rate"], err = noneOr(rate, "none", func(s string) (any, error) { return parseRate(s) }); err != nil {
+				return &usageError{msg: err.Error()}
+			}
+		}
+		if changed("quota") {
+			if patch["quota"], err = noneOr(quota, "none", func(s string) (any, error) { return parseQuota(s) }); err != nil {
+				return &usageError{msg: err.Error()}
+			}
+		}
+		if changed("expires-at") {
+			if patch["expires_at"], err = noneOr(expiresAt, "never", func(s string) (any, error) {
+				if _, err := time.Parse(time.RFC3339, s); err != nil {
+					return nil, fmt.Errorf("invalid --expires-at %q: want an RFC 3339 time such as 2027-01-31T00:00:00Z, or never", s)
+				}
+				return s, nil
+			}); err != nil {
+				return &usageError{msg: err.Error()}
+			}
+		}
+		list := func(s string) (any, error) { return splitList(s), nil }
+		if changed("allowed-ips") {
+			patch["allowed_ips"], _ = noneOr(allowedIPs, "none", list)
+		}
+		if changed("environments") {
+			patch["environments"], _ = noneOr(environments, "none", list)
+		}
+		if len(patch) == 0 {
+			return usageErrorf("nothing to change: give at least one of --name, --description, --rights, --rate, --quota, --expires-at, --allowed-ips, --environments")
+		}
+		return a.printKey(cmd, http.MethodPatch, keyPath(args[0]), patch, "Updated key %s.\n\n")
+	})
+	return cmd
+}
+
+// noneOr returns nil (JSON null: clear the field) for the word none, else
+// parse's value.
+func noneOr(v, none string, parse func(string) (any, error)) (any, error) {
+	if strings.EqualFold(strings.TrimSpace(v), none) {
+		return nil, nil
+	}
+	return parse(v)
 }
 
 func (a *app) createCmd() *cobra.Command {

@@ -109,6 +109,8 @@ func writeKeyDetail(w io.Writer, k *keyObject) error {
 	row("last_used_at", orText(k.LastUsedAt, "never"))
 	row("rate", k.Rate.String())
 	row("quota", k.Quota.String())
+	row("allowed_ips", orList(k.AllowedIPs, "anywhere"))
+	row("environments", orList(k.Environments, "none (handlers without an environment)"))
 	return tw.Flush()
 }
 
@@ -223,4 +225,11 @@ func shortTime(s *string, none string) string {
 		return clean(*s)
 	}
 	return t.UTC().Format("2006-01-02 15:04Z")
+}
+
+func orList(l []string, empty string) string {
+	if len(l) == 0 {
+		return empty
+	}
+	return strings.Join(l, ",")
 }

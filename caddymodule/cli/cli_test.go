@@ -193,8 +193,8 @@ func TestRequests(t *testing.T) {
 			replyCode: 201, reply: mintJSON,
 		},
 		{
-			name: "create with policy",
-			args: []string{"create", "--name", "n", "--user", "U", "--rights", "assets:read", "--allowed-ips", "10.20.0.0/16, 2001:db8::7", "--environments", "prod,test"},
+			name:   "create with policy",
+			args:   []string{"create", "--name", "n", "--user", "U", "--rights", "assets:read", "--allowed-ips", "10.20.0.0/16, 2001:db8::7", "--environments", "prod,test"},
 			method: "POST", path: "/apikey/keys",
 			body:      `{"name":"n","user":"U","rights":["assets:read"],"allowed_ips":["10.20.0.0/16","2001:db8::7"],"environments":["prod","test"]}`,
 			replyCode: 201, reply: mintJSON,

@@ -86,6 +86,7 @@ func TestBrowserConsole(t *testing.T) {
 	evalJS[string](b, `(() => { const s = document.querySelector('#n-expiry'); s.value = ''; s.dispatchEvent(new Event('change')); return ''; })()`)
 	b.typeInto("#n-rate", "100")
 	b.typeInto("#n-quota", "10000")
+	b.typeInto("#n-allowed-ips", "127.0.0.0/8, ::1")
 	b.screenshot("create-form", true)
 	b.click("#new-submit")
 
@@ -128,6 +129,7 @@ func TestBrowserConsole(t *testing.T) {
 	b.waitText("#detail-title", "mx-asset-reader")
 	b.waitText("#detail-facts", "100 requests per 1m")
 	b.waitText("#detail-facts", "10000 requests per month")
+	b.waitText("#detail-facts", "127.0.0.0/8, ::1/128")
 	b.waitText("#usage-total", "3 requests in the last 30 days")
 	b.waitFor("a bar in the usage chart", `[...document.querySelectorAll('#usage svg rect.bar')].some((r) => +r.getAttribute('height') > 0)`)
 	b.waitText("#audit-body", "create")
@@ -139,6 +141,25 @@ func TestBrowserConsole(t *testing.T) {
 	b.waitText("#license-text", "5 of 10 in use")
 	b.click(fmt.Sprintf(`#keys-body tr[data-id=%q] a`, keyID))
 	b.waitText("#detail-title", "mx-asset-reader")
+
+	// Edit the allowed addresses: from elsewhere the key gets 403, at once.
+	b.click("#detail-policy")
+	b.waitFor("the policy fields", `document.querySelector('#policy-allowed-ips') && document.querySelector('#policy-allowed-ips').value === '127.0.0.0/8, ::1/128'`)
+	evalJS[string](b, `(() => { document.querySelector('#policy-allowed-ips').value = '10.0.0.1/8'; return ''; })()`)
+	b.click("#confirm-ok")
+	b.waitText("#confirm-error", "did you mean 10.0.0.0/8?")
+	evalJS[string](b, `(() => { document.querySelector('#policy-allowed-ips').value = '192.0.2.0/24'; return ''; })()`)
+	b.click("#confirm-ok")
+	b.waitText("#detail-facts", "192.0.2.0/24")
+	if code, body, _ := call(t, "GET", asset, hdr("apikey", secret)); code != http.StatusForbidden {
+		t.Fatalf("the key from outside its new allowed_ips: got %d (%s), want 403", code, body)
+	}
+	b.click("#detail-policy")
+	b.waitFor("the policy fields", `document.querySelector('#policy-allowed-ips') && document.querySelector('#policy-allowed-ips').value === '192.0.2.0/24'`)
+	evalJS[string](b, `(() => { document.querySelector('#policy-allowed-ips').value = ''; return ''; })()`)
+	b.click("#confirm-ok")
+	b.waitText("#detail-facts", "anywhere")
+	b.waitText("#audit-body", "update")
 
 	// Rotate: the old key stops working at once.
 	b.click("#detail-rotate")

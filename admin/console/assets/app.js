@@ -387,6 +387,8 @@
   // ---------- create / import ----------
 
   const fieldOfMessage = [
+    [/\ballowed_ips\b/i, 'allowed-ips'],
+    [/\benvironment/i, 'environments'],
     [/\bimport|\bapikey\b|imported key/i, 'apikey'],
     [/\bsha-?256\b/i, 'sha256'],
     [/\bright|\barea|keys:/i, 'rights'],
@@ -397,6 +399,12 @@
     [/\bname\b/i, 'name'],
     [/\buser\b/i, 'user'],
   ];
+
+  // splitList reads a comma- or space-separated list; the server checks the
+  // entries and names a bad one.
+  function splitList(v) {
+    return v.split(/[\s,]+/).map((s) => s.trim()).filter((s) => s !== '');
+  }
 
   function clearFieldErrors() {
     for (const p of document.querySelectorAll('#new-form .error')) { p.textContent = ''; show(p, false); }
@@ -569,6 +577,10 @@
     if (rate) body.rate = {limit: Number(rate), per: $('n-rate-per').value};
     const quota = $('n-quota').value.trim();
     if (quota) body.quota = {limit: Number(quota), period: $('n-quota-period').value};
+    const ips = splitList($('n-allowed-ips').value);
+    if (ips.length) body.allowed_ips = ips;
+    const envs = splitList($('n-environments').value);
+    if (envs.length) body.environments = envs;
     if (imp) {
       const k = $('n-apikey').value.trim();
       const s = $('n-sha256').value.trim();
@@ -795,6 +807,8 @@
     $('detail-title').replaceChildren(k.name + ' ', badge(k.status));
     $('detail-rotate').disabled = k.status === 'revoked';
     $('detail-revoke').disabled = k.status === 'revoked';
+    show($('detail-policy'), !!me.admin);
+    $('detail-policy').disabled = k.status === 'revoked';
     const facts = [
       ['ID', el('code', {}, k.id)],
       ['Run-as user', k.user],
@@ -804,6 +818,8 @@
       ['Description', k.description || '—'],
       ['Rate limit', k.rate ? `${k.rate.limit} requests per ${k.rate.per}` : 'none'],
       ['Quota', k.quota ? `${k.quota.limit} requests per ${k.quota.period}` : 'none'],
+      ['Allowed addresses', k.allowed_ips && k.allowed_ips.length ? k.allowed_ips.join(', ') : 'anywhere'],
+      ['Environments', k.environments && k.environments.length ? k.environments.join(', ') : 'none (only handlers without an environment)'],
       ['Expires', k.expires_at ? fmtTime(k.expires_at) + ' (' + relTime(k.expires_at) + ')' : 'never'],
       ['Last used', k.last_used_at ? fmtTime(k.last_used_at) : 'never'],
       ['Created', fmtTime(k.created_at) + ' by ' + k.created_by],
@@ -910,6 +926,31 @@
       action: (v) => api('POST', `/keys/${enc(k.id)}/rotate`, v.grace ? {grace: v.grace} : {}),
     });
     if (r) showSecret(r, 'rotated', () => loadDetail(k.id));
+  });
+
+  $('detail-policy').addEventListener('click', async () => {
+    const k = current;
+    const r = await confirm({
+      title: `Addresses and environments of "${k.name}"`,
+      message: 'The change applies to the next request. Empty fields clear the list.',
+      ok: 'Save',
+      fields: [
+        el('div', {class: 'field'},
+          el('label', {for: 'policy-allowed-ips'}, 'Allowed client addresses (IPs or CIDRs; empty: anywhere)'),
+          el('input', {id: 'policy-allowed-ips', name: 'allowed_ips', type: 'text', autocomplete: 'off', spellcheck: 'false',
+            value: (k.allowed_ips || []).join(', ')})),
+        el('div', {class: 'field'},
+          el('label', {for: 'policy-environments'}, 'Environments (empty: only handlers without one)'),
+          el('input', {id: 'policy-environments', name: 'environments', type: 'text', autocomplete: 'off', spellcheck: 'false',
+            value: (k.environments || []).join(', ')})),
+      ],
+      action: (v) => api('PATCH', '/keys/' + enc(k.id), {
+        allowed_ips: splitList(v.allowed_ips || ''), environments: splitList(v.environments || '')}),
+    });
+    if (r) {
+      flash(`Saved the addresses and environments of "${k.name}".`, 'ok');
+      loadDetail(k.id);
+    }
   });
 
   $('detail-revoke').addEventListener('click', async () => {

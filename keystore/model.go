@@ -209,3 +209,13 @@ type CreateLimits struct {
 	// MaxActivePerUser caps the active keys of the new key's user.
 	MaxActivePerUser int
 }
+
+// UserLimits are a rate and/or quota shared by all keys of one run-as user,
+// on top of each key's own (docs/design.md §2).
+type UserLimits struct {
+	Rate  *Rate
+	Quota *Quota
+}
+
+// IsZero reports whether the limits limit nothing.
+func (u UserLimits) IsZero() bool { return u.Rate == nil && u.Quota == nil }

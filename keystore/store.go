@@ -12,6 +12,16 @@ type Store interface {
 	DigestLookup
 	UsageWriter
 	UsageReader
+	UserLimitsReader
+
+	// SetUserLimits stores the limits of user, replacing any, and announces
+	// the change like a change of each of the user's keys (cached keys of
+	// the user are evicted on every instance). Zero limits are an error:
+	// use DeleteUserLimits.
+	SetUserLimits(ctx context.Context, user string, l UserLimits) error
+	// DeleteUserLimits removes the limits of user, if any, announced
+	// likewise.
+	DeleteUserLimits(ctx context.Context, user string) error
 
 	// CreateKey inserts k. If lim.MaxActive > 0 and that many keys are
 	// already active at now, it fails with ErrLicenseExhausted; if
@@ -51,6 +61,13 @@ type DigestLookup interface {
 	// LookupDigest returns the key whose current or previous digest is d,
 	// or ErrNotFound. The caller decides with Key.Accepts.
 	LookupDigest(ctx context.Context, d Digest) (*Key, error)
+}
+
+// UserLimitsReader reads per-user limits (the Authenticator, which loads
+// them with the key).
+type UserLimitsReader interface {
+	// UserLimits returns the limits of user; zero limits when it has none.
+	UserLimits(ctx context.Context, user string) (UserLimits, error)
 }
 
 // UsageWriter stores usage counts (the Meter).

@@ -53,8 +53,9 @@ var (
 	bucketBatches       = []byte("batches")
 	bucketBatchesByTime = []byte("batches_by_time")
 	bucketMeta          = []byte("meta")
+	bucketUserLimits    = []byte("user_limits")
 	metaVersion         = []byte("version")
-	allBuckets          = [][]byte{bucketKeys, bucketDigests, bucketOrder, bucketUsers, bucketAudit, bucketAuditKeys, bucketUsage, bucketBatches, bucketBatchesByTime, bucketMeta}
+	allBuckets          = [][]byte{bucketKeys, bucketDigests, bucketOrder, bucketUsers, bucketAudit, bucketAuditKeys, bucketUsage, bucketBatches, bucketBatchesByTime, bucketMeta, bucketUserLimits}
 	errInvalidCursor    = errors.New("invalid cursor")
 )
 

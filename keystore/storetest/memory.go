@@ -20,12 +20,13 @@ type Memory struct {
 	audit   []keystore.AuditEvent
 	usage   map[string]map[time.Time]int64
 	batches map[string]bool
+	users   map[string]keystore.UserLimits
 	fail    error
 }
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	return &Memory{usage: map[string]map[time.Time]int64{}, batches: map[string]bool{}}
+	return &Memory{usage: map[string]map[time.Time]int64{}, batches: map[string]bool{}, users: map[string]keystore.UserLimits{}}
 }
 
 func (m *Memory) SetFail(err error) {
@@ -281,3 +282,48 @@ func (m *Memory) Usage(_ context.Context, id string, from, to time.Time) ([]keys
 func (m *Memory) Close() error { return nil }
 
 var _ keystore.Store = (*Memory)(nil)
+
+func (m *Memory) SetUserLimits(_ context.Context, user string, l keystore.UserLimits) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	if user == "" || l.IsZero() {
+		return fmt.Errorf("setting user limits: a user and a rate or quota are required")
+	}
+	m.users[user] = cloneLimits(l)
+	return nil
+}
+
+func (m *Memory) DeleteUserLimits(_ context.Context, user string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	delete(m.users, user)
+	return nil
+}
+
+func (m *Memory) UserLimits(_ context.Context, user string) (keystore.UserLimits, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return keystore.UserLimits{}, m.fail
+	}
+	return cloneLimits(m.users[user]), nil
+}
+
+func cloneLimits(l keystore.UserLimits) keystore.UserLimits {
+	var c keystore.UserLimits
+	if l.Rate != nil {
+		r := *l.Rate
+		c.Rate = &r
+	}
+	if l.Quota != nil {
+		q := *l.Quota
+		c.Quota = &q
+	}
+	return c
+}

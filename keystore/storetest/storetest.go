@@ -77,6 +77,8 @@ func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		{"CreateKeyPerUserCap", testCreateKeyPerUserCap},
 		{"CreateKeyPerUserCapConcurrent", testCreateKeyPerUserCapConcurrent},
 		{"RevokeUser", testRevokeUser},
+		// users.go
+		{"UserLimits", testUserLimits},
 		// audit.go
 		{"AuditRoundTrip", testAuditRoundTrip},
 		{"AuditFilterAndPagination", testAuditFilterAndPagination},

@@ -100,6 +100,7 @@ func (r *resources) open(a *App) error {
 			LookupTimeout:        time.Duration(c.LookupTimeout),
 		}
 	}
+	opts.Users = store // per-user limits
 	auth, err := keystore.NewAuthenticator(store, opts)
 	if err != nil {
 		cancel()

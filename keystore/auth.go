@@ -28,16 +28,32 @@ type Principal struct {
 	Vars struct{ ID, Name, User any }
 	// addrs is the key's allowed_ips, parsed once.
 	addrs addrPolicy
+	// User holds the limits shared by all keys of the key's user, loaded
+	// with the key; UserUsageID is the id the user's usage is counted
+	// under (UserUsageID of the user).
+	User        UserLimits
+	UserUsageID string
 }
 
-func newPrincipal(k *Key, rights Rights) *Principal {
-	p := &Principal{Key: k, Rights: rights, addrs: newAddrPolicy(k.AllowedIPs)}
+// UserUsageID is the id under which the requests of all keys of user are
+// counted, for per-user quotas. Key ids start with "key_", so it never
+// names a key.
+func UserUsageID(user string) string { return userUsagePrefix + user }
+
+const userUsagePrefix = "user:"
+
+func newPrincipal(k *Key, rights Rights, ul UserLimits) *Principal {
+	p := &Principal{Key: k, Rights: rights, addrs: newAddrPolicy(k.AllowedIPs),
+		User: UserLimits{Rate: validRate(ul.Rate), Quota: validQuota(ul.Quota)}, UserUsageID: UserUsageID(k.User)}
 	p.Vars.ID, p.Vars.Name, p.Vars.User = k.ID, k.Name, k.User
 	return p
 }
 
 // AuthOptions configures an Authenticator. Zero values mean the defaults.
 type AuthOptions struct {
+	// Users, if set, gives every key loaded its user's limits (normally
+	// the same Store). Nil: no per-user limits.
+	Users UserLimitsReader
 	// CacheSize is the most keys (positive and negative entries) cached.
 	// Default 100,000.
 	CacheSize int64
@@ -75,6 +91,8 @@ type AuthStats struct {
 // handler of a process (it outlives config reloads).
 type Authenticator struct {
 	store DigestLookup
+	// users, when the store has them, gives each key its user's limits.
+	users UserLimitsReader
 	opts  AuthOptions
 	cache *ristretto.Cache[uint64, *cacheEntry]
 	group singleflight.Group
@@ -138,7 +156,9 @@ func NewAuthenticator(store DigestLookup, opts AuthOptions) (*Authenticator, err
 	if err != nil {
 		return nil, fmt.Errorf("creating key cache: %w", err)
 	}
-	return &Authenticator{store: store, opts: opts, cache: cache, sem: make(chan struct{}, opts.MaxConcurrentLookups)}, nil
+	a := &Authenticator{store: store, opts: opts, cache: cache, sem: make(chan struct{}, opts.MaxConcurrentLookups)}
+	a.users = opts.Users
+	return a, nil
 }
 
 // cacheKey uses the first 8 bytes of the digest; entries keep the whole
@@ -257,7 +277,7 @@ func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, e
 			return nil, fmt.Errorf("waiting for a store lookup slot: %w", errors.Join(ErrUnavailable, lctx.Err()))
 		}
 		start := time.Now()
-		k, err := a.lookupDigest(lctx, d)
+		k, ul, err := a.lookupDigest(lctx, d)
 		elapsed := time.Since(start)
 		a.lookups.Add(1)
 		a.lookupNanos.Add(uint64(elapsed))
@@ -272,7 +292,7 @@ func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, e
 				// A stored key with unparsable rights grants nothing.
 				rights = Rights{}
 			}
-			p = newPrincipal(k, rights)
+			p = newPrincipal(k, rights, ul)
 		case errors.Is(err, ErrNotFound):
 		default:
 			a.lookupErrors.Add(1)
@@ -317,22 +337,29 @@ func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, e
 // store does not honour ctx. The call then finishes in the background and
 // only then releases the lookup slot its caller acquired, so at most
 // MaxConcurrentLookups calls can be stuck in such a store.
-func (a *Authenticator) lookupDigest(ctx context.Context, d *Digest) (*Key, error) {
+func (a *Authenticator) lookupDigest(ctx context.Context, d *Digest) (*Key, UserLimits, error) {
 	type answer struct {
 		k   *Key
+		ul  UserLimits
 		err error
 	}
 	done := make(chan answer, 1)
 	go func() {
 		k, err := a.store.LookupDigest(ctx, *d)
+		var ul UserLimits
+		if err == nil && a.users != nil {
+			// A key whose user's limits cannot be read is not served:
+			// that would lift the limits during an outage.
+			ul, err = a.users.UserLimits(ctx, k.User)
+		}
 		<-a.sem
-		done <- answer{k, err}
+		done <- answer{k, ul, err}
 	}()
 	select {
 	case r := <-done:
-		return r.k, r.err
+		return r.k, r.ul, r.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("store lookup: %w", errors.Join(ErrUnavailable, ctx.Err()))
+		return nil, UserLimits{}, fmt.Errorf("store lookup: %w", errors.Join(ErrUnavailable, ctx.Err()))
 	}
 }
 

@@ -22,6 +22,11 @@ type hangingStore struct {
 	hanging bool
 }
 
+// UserLimits answers at once: the tests hang the digest lookup.
+func (s *hangingStore) UserLimits(context.Context, string) (UserLimits, error) {
+	return UserLimits{}, nil
+}
+
 func newHangingStore() *hangingStore {
 	return &hangingStore{keys: map[Digest]*Key{}, entered: make(chan context.Context, 16), release: make(chan struct{})}
 }

@@ -212,7 +212,7 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 		v.Outcome = NoCredential
 		return v
 	}
-	d := g.Limiter.AdmitDefaults(p.Key, req.Now, pol.DefaultRate, pol.DefaultQuota)
+	d := g.Limiter.AdmitPrincipal(p, req.Now, pol.DefaultRate, pol.DefaultQuota)
 	if !d.Allowed {
 		v.Outcome, v.RetryAfter = RateLimited, d.RetryAfter
 		if d.Code == CodeQuotaExceeded {
@@ -221,6 +221,9 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 		return v
 	}
 	g.Meter.Count(p.Key.ID, req.Now)
+	// Counted for every request, so a user quota set in mid-period sees
+	// the period's usage so far.
+	g.Meter.Count(p.UserUsageID, req.Now)
 	v.Limit, v.Credential = d, cred
 	v.Path, v.EscapedPath = canonPath, canonEscaped
 	v.PathChanged = canonEscaped != req.EscapedPath

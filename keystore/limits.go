@@ -219,16 +219,65 @@ func (l *Limiter) AdmitDefaults(k *Key, now time.Time, defRate *Rate, defQuota *
 			quota = l.defaultQuota
 		}
 	}
+	return l.admitID(k.ID, rate, quota, now)
+}
+
+// admitID applies rate and quota to the usage counted under id.
+func (l *Limiter) admitID(id string, rate *Rate, quota *Quota, now time.Time) Decision {
 	if rate == nil && quota == nil {
 		return Decision{Allowed: true}
 	}
 	for {
-		e := l.entry(k.ID)
-		d, dead := l.admit(e, k.ID, rate, quota, now)
+		e := l.entry(id)
+		d, dead := l.admit(e, id, rate, quota, now)
 		if !dead {
 			return d
 		}
-		l.keys.CompareAndDelete(k.ID, e)
+		l.keys.CompareAndDelete(id, e)
+	}
+}
+
+// AdmitPrincipal is AdmitDefaults for an authenticated key, with its
+// user's limits on top: both must admit the request. The user's rate and
+// quota are kept under p.UserUsageID, which the caller must count (Meter)
+// with every request it admits. A request the key's limits refuse gives
+// back the user's rate budget, so a refused request never uses any.
+func (l *Limiter) AdmitPrincipal(p *Principal, now time.Time, defRate *Rate, defQuota *Quota) Decision {
+	u := p.User
+	if u.Rate == nil && u.Quota == nil {
+		return l.AdmitDefaults(p.Key, now, defRate, defQuota)
+	}
+	ud := l.admitID(p.UserUsageID, u.Rate, u.Quota, now)
+	if !ud.Allowed {
+		return ud
+	}
+	kd := l.AdmitDefaults(p.Key, now, defRate, defQuota)
+	if !kd.Allowed {
+		if u.Rate != nil {
+			l.giveBack(p.UserUsageID, u.Rate)
+		}
+		return kd
+	}
+	// The RateLimit-* headers describe the tighter of the two.
+	if kd.Limited && kd.Remaining < ud.Remaining {
+		return kd
+	}
+	return ud
+}
+
+// giveBack returns one request of rate's budget taken under id.
+func (l *Limiter) giveBack(id string, rate *Rate) {
+	v, ok := l.keys.Load(id)
+	if !ok {
+		return
+	}
+	e := v.(*limitEntry)
+	t := max(int64(rate.Per)/rate.Limit, 1)
+	for {
+		old := e.tat.Load()
+		if old == deadTAT || e.tat.CompareAndSwap(old, old-t) {
+			return
+		}
 	}
 }
 

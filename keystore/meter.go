@@ -555,11 +555,15 @@ func (m *Meter) FlushTo(ctx context.Context, w UsageWriter) (err error) {
 }
 
 // PendingTotal returns how many counted requests the store has not yet
-// acknowledged, over all keys. It walks every key: for metrics scrapes,
-// not for the request path.
+// acknowledged, over all keys (each request once: the per-user counts of
+// UserUsageID are left out). It walks every key: for metrics scrapes, not
+// for the request path.
 func (m *Meter) PendingTotal() int64 {
 	var n int64
 	m.keys.Range(func(k, _ any) bool {
+		if strings.HasPrefix(k.(string), userUsagePrefix) {
+			return true
+		}
 		for _, d := range m.PendingUsage(k.(string)) {
 			n += d.Requests
 		}

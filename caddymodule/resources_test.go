@@ -75,3 +75,68 @@ func TestFailedReloadChangesNothingLive(t *testing.T) {
 		t.Error("a reload with the same failed_attempts dropped the failed-attempt counts")
 	}
 }
+
+// TestReloadFollowsCacheAndFailedAttempts: a reload that commits puts its
+// cache options and failed_attempts in force; a failed one puts the running
+// config's back.
+func TestReloadFollowsCacheAndFailedAttempts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	lookup, flush := newHistograms()
+	res := &resources{key: "file:" + path, logger: zap.NewNop(), lookupHist: lookup, flushHist: flush}
+	t.Cleanup(func() {
+		if err := res.Destruct(); err != nil {
+			t.Errorf("Destruct: %v", err)
+		}
+	})
+	config := func(cache *CacheConfig, failed *FailedAttemptsConfig) *App {
+		return &App{Storage: &StorageConfig{Type: "file", Path: path}, FlushInterval: caddy.Duration(time.Second),
+			Cache: cache, FailedAttempts: failed, res: res, logger: zap.NewNop()}
+	}
+	inForce := func(step string, want CacheConfig) {
+		t.Helper()
+		res.mu.Lock()
+		defer res.mu.Unlock()
+		if res.cacheInForce != want {
+			t.Errorf("%s: cache options in force %+v, want %+v", step, res.cacheInForce, want)
+		}
+	}
+	first := &CacheConfig{Size: 1000, RefreshAfter: caddy.Duration(time.Minute)}
+	running := config(first, nil)
+	if err := res.open(running); err != nil {
+		t.Fatal(err)
+	}
+	inForce("first start", *first)
+
+	// A failed reload with other cache options changes nothing once it is
+	// stopped again.
+	other := &CacheConfig{Size: 50, NegativeTTL: caddy.Duration(time.Hour), LookupTimeout: caddy.Duration(time.Second)}
+	failed := config(other, &FailedAttemptsConfig{Limit: 3, Window: caddy.Duration(time.Minute)})
+	if err := res.open(failed); err != nil {
+		t.Fatal(err)
+	}
+	inForce("failed reload starting", *other)
+	if err := failed.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	inForce("after the failed reload", *first)
+
+	// A reload that commits: its options are in force, and its
+	// failed_attempts limiter (a new setting) is the one its gate uses.
+	next := config(other, &FailedAttemptsConfig{Limit: 3, Window: caddy.Duration(time.Minute)})
+	if err := res.open(next); err != nil {
+		t.Fatal(err)
+	}
+	if err := running.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	inForce("after a good reload", *other)
+	if next.failures == nil || next.failures == running.failures {
+		t.Fatal("the new failed_attempts setting did not get its own limiter")
+	}
+	for i := 0; i < 3; i++ {
+		next.failures.Fail("192.0.2.1", time.Now())
+	}
+	if blocked, _ := next.failures.Blocked("192.0.2.1", time.Now()); !blocked {
+		t.Error("failed_attempts 3/1m after the reload: a client with 3 failures is not blocked")
+	}
+}

@@ -30,8 +30,8 @@ func TestReloadFollowsFailedAttemptsAndCache(t *testing.T) {
 	after := "failed_attempts 3/1m\n\t\tcache {\n\t\t\tsize 200000\n\t\t\trefresh_after 1s\n\t\t\tmax_stale 1h\n\t\t}"
 	in.usageReload(strings.Replace(readFile(t, in.config), before, after, 1))
 	// A larger cache than at start: said at the reload.
-	if !strings.Contains(in.logs(), "cache size 200000 is larger than the 100000 this process started with") {
-		t.Errorf("no warning at a reload to a larger cache size:\n%s", in.logs())
+	if !strings.Contains(in.stderr.String(), "cache size 200000 is larger than the 100000 this process started with") {
+		t.Errorf("no warning at a reload to a larger cache size:\n%s", in.stderr.String())
 	}
 
 	// refresh_after 1s: the key cached under refresh_after 1h is now

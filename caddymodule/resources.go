@@ -65,6 +65,9 @@ type resources struct {
 
 	// journal takes the usage counts the store cannot take at shutdown.
 	journal *keystore.Journal
+	// finalFlush is how long Destruct keeps trying the store before it
+	// journals the counts; zero means 15s.
+	finalFlush time.Duration
 }
 
 func (r *resources) opened() bool {
@@ -357,7 +360,11 @@ func (r *resources) Destruct() error {
 	}
 	r.cancel()
 	r.done.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	wait := r.finalFlush
+	if wait <= 0 {
+		wait = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	err := r.meter.Close(ctx)
 	if err != nil {

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -138,5 +139,63 @@ func TestReloadFollowsCacheAndFailedAttempts(t *testing.T) {
 	}
 	if blocked, _ := next.failures.Blocked("192.0.2.1", time.Now()); !blocked {
 		t.Error("failed_attempts 3/1m after the reload: a client with 3 failures is not blocked")
+	}
+}
+
+// TestShutdownJournalsWhatTheStoreCannotTake: at the final flush a file
+// store that cannot be written (here: closed underneath, as a full disk
+// fails every write) gets nothing, the counts go to the journal beside
+// keys.db, and the next open adds them to the store once.
+func TestShutdownJournalsWhatTheStoreCannotTake(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	newRes := func() (*resources, *App) {
+		lookup, flush := newHistograms()
+		res := &resources{key: "file:" + path, logger: zap.NewNop(), lookupHist: lookup, flushHist: flush,
+			finalFlush: 300 * time.Millisecond}
+		a := &App{Storage: &StorageConfig{Type: "file", Path: path}, FlushInterval: caddy.Duration(time.Hour),
+			res: res, logger: zap.NewNop()}
+		if err := res.open(a); err != nil {
+			t.Fatal(err)
+		}
+		return res, a
+	}
+	res, _ := newRes()
+	day := time.Now().UTC()
+	for range 40 {
+		res.meter.Count("key_j", day)
+	}
+	if err := res.store.Close(); err != nil { // every write now fails
+		t.Fatal(err)
+	}
+	if err := res.Destruct(); err != nil {
+		t.Fatalf("Destruct with a journal to write: %v, want nil", err)
+	}
+	if countsLost.Load() {
+		t.Fatal("counts reported lost although the journal took them")
+	}
+	if _, err := os.Stat(path + ".usage-journal"); err != nil {
+		t.Fatalf("no journal beside keys.db: %v", err)
+	}
+
+	for restart := range 2 {
+		res, _ = newRes()
+		from := day.Truncate(24 * time.Hour)
+		days, err := res.store.Usage(t.Context(), "key_j", from, from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, d := range days {
+			n += d.Requests
+		}
+		if n != 40 {
+			t.Fatalf("after restart %d: stored usage %d, want 40 (journal replayed once)", restart+1, n)
+		}
+		if err := res.Destruct(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(path + ".usage-journal"); !os.IsNotExist(err) {
+		t.Fatalf("journal left after its replay: %v", err)
 	}
 }

@@ -132,7 +132,9 @@ func NewAuthenticator(store DigestLookup, opts AuthOptions) (*Authenticator, err
 
 // Reconfigure puts new options in force (a config reload). Entries already
 // cached keep their age and are judged by the new durations from the next
-// request on; a smaller CacheSize evicts down to it. Now is ignored. The
+// request on; a smaller CacheSize evicts down to it as new entries come in.
+// A new MaxConcurrentLookups counts the lookups that start from now on;
+// those under way finish under the old one. Now is ignored. The
 // cache's admission counters stay sized for the CacheSize the Authenticator
 // was built with: a CacheSize larger than that works, but its hit ratio may
 // be lower than after a restart. Reconfigure then returns a note saying so

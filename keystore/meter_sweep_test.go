@@ -295,3 +295,83 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
+
+// TestMemoryBoundedByCacheSize drives 100,000 distinct valid keys with a
+// rate limit through the request path's state (Authenticator with cache
+// size 10,000, Limiter, Meter) in waves of 10,000, and checks the live
+// heap against the bound docs/performance.md derives from the cache size:
+// about 0.9 KB a cached key plus its admission counters, plus about 570 B
+// a key active within IdleAfter. Once every key is idle only the cache's
+// share is left.
+func TestMemoryBoundedByCacheSize(t *testing.T) {
+	// Not parallel: it measures the whole heap.
+	const keys, wave, cacheSize = 100_000, 10_000, 10_000
+	store := &lookupStore{keys: map[Digest]*Key{}}
+	digests := make([]Digest, keys)
+	for i := range digests {
+		key, err := GenerateKey("kg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := DigestOf(key)
+		digests[i] = d
+		store.keys[d] = &Key{ID: fmt.Sprintf("key_%020d", i), Name: "mx-integration", User: "MXINTADM",
+			Rights: []string{"assets:read"}, Start: key[:7], Digest: d, Rate: &Rate{Limit: 100, Per: time.Minute}}
+	}
+	usage := &sumStore{}
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	a, err := NewAuthenticator(store, AuthOptions{CacheSize: cacheSize, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	m := NewMeter(usage, MeterOptions{IdleAfter: time.Minute})
+	lim := NewLimiter(LimiterOptions{Store: usage, Meter: m, IdleAfter: time.Minute})
+	ctx := context.Background()
+	base := liveHeap() // the store's 100,000 keys included
+
+	// Bounds (docs/performance.md): 0.9 KB a cached key plus 4.4 MB of
+	// admission counters per 100,000 of cache size, 570 B an active key
+	// (70,000 at the peak: 7 waves within IdleAfter), 4 MB of slack.
+	cacheBound := int64(cacheSize)*900 + 4_400_000*cacheSize/100_000
+	const slack = 4 << 20
+	peakBound := cacheBound + 70_000*570 + slack
+
+	var peak uint64
+	for w := range keys / wave {
+		at := now.Add(time.Duration(w) * 10 * time.Second)
+		for i := w * wave; i < (w+1)*wave; i++ {
+			p, err := a.AuthenticateDigest(ctx, &digests[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !lim.Admit(p.Key, at).Allowed {
+				t.Fatalf("%s refused", p.Key.ID)
+			}
+			m.Count(p.Key.ID, at)
+		}
+		if err := m.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		lim.Sweep(at)
+		m.Sweep(at)
+		a.Wait()
+		peak = max(peak, liveHeap())
+	}
+	lim.Sweep(now.Add(time.Hour))
+	m.Sweep(now.Add(time.Hour))
+	a.Wait()
+	after := liveHeap()
+	if got := usage.total.Load(); got != keys {
+		t.Fatalf("stored: got %d, want %d", got, keys)
+	}
+	t.Logf("live heap above the store: %.1f MB peak (bound %.1f MB), %.1f MB once idle (bound %.1f MB)",
+		float64(int64(peak)-int64(base))/1e6, float64(peakBound)/1e6,
+		float64(int64(after)-int64(base))/1e6, float64(cacheBound+slack)/1e6)
+	if grown := int64(peak) - int64(base); grown > peakBound {
+		t.Errorf("peak live heap grew by %d bytes, want at most %d", grown, peakBound)
+	}
+	if grown := int64(after) - int64(base); grown > cacheBound+slack {
+		t.Errorf("live heap once every key is idle grew by %d bytes, want at most %d (the cache's share)", grown, cacheBound+slack)
+	}
+}

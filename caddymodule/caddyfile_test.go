@@ -92,6 +92,50 @@ func TestShippedCaddyfilesAdapt(t *testing.T) {
 	}
 }
 
+// TestExampleSeparatesConsole: in Caddyfile.example the console (apikey_admin)
+// has a server of its own, so the proxied backend never shares its origin,
+// and the admin endpoint is a unix socket of mode 0600.
+func TestExampleSeparatesConsole(t *testing.T) {
+	raw, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := adapt(t, string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Admin struct {
+			Listen string `json:"listen"`
+		} `json:"admin"`
+		Apps struct {
+			HTTP struct {
+				Servers map[string]json.RawMessage `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cfg.Admin.Listen, "unix/") || !strings.HasSuffix(cfg.Admin.Listen, "|0600") {
+		t.Errorf("admin listen: got %q, want a unix socket of mode 0600", cfg.Admin.Listen)
+	}
+	consoles := 0
+	for name, srv := range cfg.Apps.HTTP.Servers {
+		admin := bytes.Contains(srv, []byte(`"handler":"apikey_admin"`))
+		proxy := bytes.Contains(srv, []byte(`"handler":"reverse_proxy"`))
+		if admin && proxy {
+			t.Errorf("server %s serves the console and proxies the backend: one origin", name)
+		}
+		if admin {
+			consoles++
+		}
+	}
+	if consoles != 1 {
+		t.Errorf("servers with apikey_admin: got %d, want 1", consoles)
+	}
+}
+
 func TestCaddyfileErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -39,8 +39,9 @@ type resources struct {
 	cancel context.CancelFunc // stops the background loops
 	done   sync.WaitGroup
 
-	flushEvery time.Duration      // interval of the running flush loop
-	stopFlush  context.CancelFunc // stops that loop alone
+	flushEvery   time.Duration      // interval of the running flush loop
+	cacheInForce CacheConfig        // cache options in force
+	stopFlush    context.CancelFunc // stops that loop alone
 
 	// live are the configs started and not yet stopped, oldest first. The
 	// newest one's settings are in force: a reload's new config starts
@@ -64,6 +65,9 @@ type resources struct {
 
 	// journal takes the usage counts the store cannot take at shutdown.
 	journal *keystore.Journal
+	// finalFlush is how long Destruct keeps trying the store before it
+	// journals the counts; zero means 15s.
+	finalFlush time.Duration
 }
 
 func (r *resources) opened() bool {
@@ -89,17 +93,7 @@ func (r *resources) open(a *App) error {
 		cancel()
 		return err
 	}
-	opts := keystore.AuthOptions{}
-	if c := a.Cache; c != nil {
-		opts = keystore.AuthOptions{
-			CacheSize:            c.Size,
-			NegativeTTL:          time.Duration(c.NegativeTTL),
-			RefreshAfter:         time.Duration(c.RefreshAfter),
-			MaxStale:             time.Duration(c.MaxStale),
-			MaxConcurrentLookups: c.MaxConcurrentLookups,
-			LookupTimeout:        time.Duration(c.LookupTimeout),
-		}
-	}
+	opts := a.authOptions()
 	opts.Users = store // per-user limits
 	auth, err := keystore.NewAuthenticator(store, opts)
 	if err != nil {
@@ -108,6 +102,7 @@ func (r *resources) open(a *App) error {
 		return err
 	}
 	auth.OnLookup = observe(r.lookupHist)
+	r.cacheInForce = a.cacheConfig()
 	r.journal = &keystore.Journal{Path: journalPath(a)}
 	if n, err := r.journal.Replay(ctx, store); err != nil {
 		cancel()
@@ -231,11 +226,39 @@ func (r *resources) blockedTotal() uint64 {
 	return n
 }
 
-// applyNewest puts the settings of the newest live config in force. r.mu
-// must be held.
+// cacheConfig is a config's cache block, zero when it has none.
+func (a *App) cacheConfig() CacheConfig {
+	if a.Cache == nil {
+		return CacheConfig{}
+	}
+	return *a.Cache
+}
+
+// authOptions are a config's cache options.
+func (a *App) authOptions() keystore.AuthOptions {
+	c := a.cacheConfig()
+	return keystore.AuthOptions{
+		CacheSize:            c.Size,
+		NegativeTTL:          time.Duration(c.NegativeTTL),
+		RefreshAfter:         time.Duration(c.RefreshAfter),
+		MaxStale:             time.Duration(c.MaxStale),
+		MaxConcurrentLookups: c.MaxConcurrentLookups,
+		LookupTimeout:        time.Duration(c.LookupTimeout),
+	}
+}
+
+// applyNewest puts the settings of the newest live config in force: its
+// flush interval and cache options (its failed-attempt limiter is its own,
+// see failuresFor). r.mu must be held.
 func (r *resources) applyNewest() {
 	a := r.live[len(r.live)-1]
 	r.runFlush(time.Duration(a.FlushInterval))
+	if c := a.cacheConfig(); c != r.cacheInForce {
+		r.cacheInForce = c
+		if note := r.auth.Reconfigure(a.authOptions()); note != "" {
+			r.logger.Warn("reload: " + note)
+		}
+	}
 }
 
 // runFlush runs the meter's periodic flush every interval, replacing a loop
@@ -339,7 +362,11 @@ func (r *resources) Destruct() error {
 	}
 	r.cancel()
 	r.done.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	wait := r.finalFlush
+	if wait <= 0 {
+		wait = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	err := r.meter.Close(ctx)
 	if err != nil {

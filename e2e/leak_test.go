@@ -33,7 +33,8 @@ import (
 const upstreamSecret = "maximo-native-apikey-of-mxintadm-5b1f0c"
 
 // exampleConfig renders Caddyfile.example for a test: the admin endpoint on
-// adminPort, Caddy's default log at DEBUG (so the sweep covers keygate's
+// adminPort (0: the example's unix socket, in KEYGATE_RUN_DIR), Caddy's
+// default log at DEBUG (so the sweep covers keygate's
 // per-request debug lines), the handler also accepting bearer tokens, and,
 // if storage is not empty, that storage line instead of the file store. The
 // rest comes from the environment variables the example reads.
@@ -52,7 +53,9 @@ func exampleConfig(t *testing.T, adminPort int, storage string) string {
 		}
 		cfg = rx.ReplaceAllString(cfg, repl)
 	}
-	subst(`(?m)^(\s*)admin\s+localhost:2019\s*$`, fmt.Sprintf("${1}admin 127.0.0.1:%d", adminPort))
+	if adminPort != 0 {
+		subst(`(?m)^(\s*)admin\s+unix/\S+\|0600\s*$`, fmt.Sprintf("${1}admin 127.0.0.1:%d", adminPort))
+	}
 	subst(`(?m)^(\s*)log default \{\s*$`, "${1}log default {\n${1}\tlevel DEBUG")
 	subst(`(?m)^(\s*)require_upstream_credential\s*$`, "${1}bearer\n${1}require_upstream_credential")
 	if storage != "" {
@@ -67,16 +70,24 @@ func startExample(t *testing.T, be *backend, storage string, env ...string) (*in
 	t.Helper()
 	varDir := t.TempDir()
 	sitePort := freePort(t)
-	env = append(env,
-		"KEYGATE_LOG_DIR="+varDir,
-		"KEYGATE_DATA_DIR="+varDir,
-		fmt.Sprintf("KEYGATE_SITE=http://127.0.0.1:%d", sitePort),
-		"MAXIMO_UPSTREAM="+be.addr(),
-		"MAXIMO_APIKEY_MXINTADM="+upstreamSecret,
-	)
-	in := start(t, func(adminPort, _ int, _ string) string { return exampleConfig(t, adminPort, storage) }, env...)
+	in := start(t, func(adminPort, _ int, _ string) string { return exampleConfig(t, adminPort, storage) },
+		append(env, exampleEnv(t, be, varDir, sitePort)...)...)
 	in.siteURL = fmt.Sprintf("http://127.0.0.1:%d", sitePort)
 	return in, varDir
+}
+
+// exampleEnv is the environment Caddyfile.example reads: logs and data in
+// varDir, the API site on sitePort, the console site on a port of its own.
+func exampleEnv(t *testing.T, be *backend, varDir string, sitePort int) []string {
+	t.Helper()
+	return []string{
+		"KEYGATE_LOG_DIR=" + varDir,
+		"KEYGATE_DATA_DIR=" + varDir,
+		fmt.Sprintf("KEYGATE_SITE=http://127.0.0.1:%d", sitePort),
+		fmt.Sprintf("KEYGATE_CONSOLE_SITE=http://127.0.0.1:%d", freePort(t)),
+		"MAXIMO_UPSTREAM=" + be.addr(),
+		"MAXIMO_APIKEY_MXINTADM=" + upstreamSecret,
+	}
 }
 
 // transcript records every response body the test receives, so they can be

@@ -76,4 +76,11 @@ func TestFailedReloadKeepsFlushInterval(t *testing.T) {
 	if got := in.usageOf(k.ID); got != 8 {
 		t.Fatalf("usage %d, want 8", got)
 	}
+	// SIGKILL loses nothing flushed: the counts are in the store, not only
+	// in the killed process.
+	in.usageKill()
+	in.usageRestart()
+	if got := in.usageOf(k.ID); got != 8 {
+		t.Fatalf("usage after SIGKILL and restart: %d, want 8 (flushed every 1s)", got)
+	}
 }

@@ -91,12 +91,12 @@ type AuthStats struct {
 // handler of a process (it outlives config reloads).
 type Authenticator struct {
 	store DigestLookup
-	// users, when the store has them, gives each key its user's limits.
+	// users, when set, gives each key its user's limits.
 	users UserLimitsReader
-	opts  AuthOptions
+	opts  AuthOptions // as built; the options in force are in set
+	set   atomic.Pointer[authSettings]
 	cache *ristretto.Cache[uint64, *cacheEntry]
 	group singleflight.Group
-	sem   chan struct{}
 	// gen increases on every invalidation; a lookup that started before
 	// an invalidation neither fills the cache nor is shared with lookups
 	// that start after it, so a racing fill cannot resurrect a revoked key.
@@ -115,6 +115,15 @@ type Authenticator struct {
 	OnLookup func(d time.Duration, err error)
 }
 
+// authSettings are the options that Reconfigure can change while the
+// Authenticator serves. sem belongs to them: lookups take and give back a
+// slot of the semaphore they started with.
+type authSettings struct {
+	negativeTTL, refreshAfter, maxStale, lookupTimeout time.Duration
+	size                                               int64
+	sem                                                chan struct{}
+}
+
 type cacheEntry struct {
 	digest    Digest
 	principal *Principal // nil: the digest is unknown
@@ -126,6 +135,57 @@ type cacheEntry struct {
 
 // NewAuthenticator returns an Authenticator over store.
 func NewAuthenticator(store DigestLookup, opts AuthOptions) (*Authenticator, error) {
+	opts = opts.withDefaults()
+	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
+		NumCounters:        opts.CacheSize * 10,
+		MaxCost:            opts.CacheSize,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating key cache: %w", err)
+	}
+	a := &Authenticator{store: store, users: opts.Users, opts: opts, cache: cache}
+	a.set.Store(opts.settings())
+	return a, nil
+}
+
+// Reconfigure puts new options in force (a config reload). Entries already
+// cached keep their age and are judged by the new durations from the next
+// request on; a smaller CacheSize evicts down to it as new entries come in.
+// A new MaxConcurrentLookups counts the lookups that start from now on;
+// those under way finish under the old one. Now is ignored. The
+// cache's admission counters stay sized for the CacheSize the Authenticator
+// was built with: a CacheSize larger than that works, but its hit ratio may
+// be lower than after a restart. Reconfigure then returns a note saying so
+// (empty otherwise), for the caller to log.
+func (a *Authenticator) Reconfigure(opts AuthOptions) (note string) {
+	opts = opts.withDefaults()
+	old := a.set.Load()
+	s := opts.settings()
+	if opts.MaxConcurrentLookups == cap(old.sem) {
+		s.sem = old.sem // keep the slots in use
+	}
+	a.set.Store(s)
+	if s.size != old.size {
+		a.cache.UpdateMaxCost(s.size)
+		if s.size > a.opts.CacheSize {
+			return fmt.Sprintf("cache size %d is larger than the %d this process started with: the cache holds up to %d keys at once, but its admission counters keep the starting size until a restart, so the hit ratio may be lower",
+				s.size, a.opts.CacheSize, s.size)
+		}
+	}
+	return ""
+}
+
+func (o AuthOptions) settings() *authSettings {
+	return &authSettings{
+		negativeTTL: o.NegativeTTL, refreshAfter: o.RefreshAfter, maxStale: o.MaxStale,
+		lookupTimeout: o.LookupTimeout, size: o.CacheSize,
+		sem: make(chan struct{}, o.MaxConcurrentLookups),
+	}
+}
+
+func (opts AuthOptions) withDefaults() AuthOptions {
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 100_000
 	}
@@ -147,18 +207,7 @@ func NewAuthenticator(store DigestLookup, opts AuthOptions) (*Authenticator, err
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
-		NumCounters:        opts.CacheSize * 10,
-		MaxCost:            opts.CacheSize,
-		BufferItems:        64,
-		IgnoreInternalCost: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating key cache: %w", err)
-	}
-	a := &Authenticator{store: store, opts: opts, cache: cache, sem: make(chan struct{}, opts.MaxConcurrentLookups)}
-	a.users = opts.Users
-	return a, nil
+	return opts
 }
 
 // cacheKey uses the first 8 bytes of the digest; entries keep the whole
@@ -188,12 +237,13 @@ func (a *Authenticator) AuthenticateAt(ctx context.Context, key string, now time
 func (a *Authenticator) authenticateAt(ctx context.Context, d *Digest, now time.Time) (*Principal, error) {
 	e, ok := a.cache.Get(cacheKey(d))
 	if ok && subtle.ConstantTimeCompare(e.digest[:], d[:]) == 1 {
+		set := a.set.Load()
 		age := now.Sub(e.loadedAt)
-		if age <= a.opts.RefreshAfter || e.principal == nil {
+		if age <= set.refreshAfter || e.principal == nil {
 			a.hits.Add(1)
 			return a.check(e.principal, d, now)
 		}
-		if age <= a.opts.RefreshAfter+a.opts.MaxStale {
+		if age <= set.refreshAfter+set.maxStale {
 			// Stale but usable: answer now and re-read in the
 			// background, so a slow or silent store never holds up a
 			// key it could be served from cache. The entry keeps
@@ -262,22 +312,23 @@ func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, e
 			return nil, fmt.Errorf("key cache closed: %w", ErrUnavailable)
 		}
 		defer a.background.Done()
+		set := a.set.Load()
 		// A flight that finished just before this one started may have
 		// filled the cache after our caller missed it.
 		if e, ok := a.cache.Get(cacheKey(d)); ok && e.digest == *d &&
-			(e.principal == nil || a.opts.Now().Sub(e.loadedAt) <= a.opts.RefreshAfter) {
+			(e.principal == nil || a.opts.Now().Sub(e.loadedAt) <= set.refreshAfter) {
 			return e.principal, nil
 		}
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.LookupTimeout)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), set.lookupTimeout)
 		defer cancel()
 		select {
-		case a.sem <- struct{}{}:
+		case set.sem <- struct{}{}:
 		case <-lctx.Done():
 			a.lookupErrors.Add(1)
 			return nil, fmt.Errorf("waiting for a store lookup slot: %w", errors.Join(ErrUnavailable, lctx.Err()))
 		}
 		start := time.Now()
-		k, ul, err := a.lookupDigest(lctx, d)
+		k, ul, err := a.lookupDigest(lctx, d, set.sem)
 		elapsed := time.Since(start)
 		a.lookups.Add(1)
 		a.lookupNanos.Add(uint64(elapsed))
@@ -304,7 +355,7 @@ func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, e
 		if a.gen.Load() == gen {
 			e := &cacheEntry{digest: *d, principal: p, loadedAt: a.opts.Now()}
 			if p == nil {
-				a.cache.SetWithTTL(cacheKey(d), e, 1, a.opts.NegativeTTL)
+				a.cache.SetWithTTL(cacheKey(d), e, 1, set.negativeTTL)
 			} else {
 				a.cache.Set(cacheKey(d), e, 1)
 			}
@@ -335,9 +386,9 @@ func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, e
 
 // lookupDigest calls the store and gives up at ctx's deadline even if the
 // store does not honour ctx. The call then finishes in the background and
-// only then releases the lookup slot its caller acquired, so at most
+// only then releases the lookup slot its caller acquired in sem, so at most
 // MaxConcurrentLookups calls can be stuck in such a store.
-func (a *Authenticator) lookupDigest(ctx context.Context, d *Digest) (*Key, UserLimits, error) {
+func (a *Authenticator) lookupDigest(ctx context.Context, d *Digest, sem chan struct{}) (*Key, UserLimits, error) {
 	type answer struct {
 		k   *Key
 		ul  UserLimits
@@ -352,7 +403,7 @@ func (a *Authenticator) lookupDigest(ctx context.Context, d *Digest) (*Key, User
 			// that would lift the limits during an outage.
 			ul, err = a.users.UserLimits(ctx, k.User)
 		}
-		<-a.sem
+		<-sem
 		done <- answer{k, ul, err}
 	}()
 	select {

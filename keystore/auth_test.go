@@ -204,3 +204,61 @@ func TestAuthenticatorStoreDown(t *testing.T) {
 		t.Fatalf("store back: %v", err)
 	}
 }
+
+// TestAuthenticatorReconfigure: a reload's cache options are in force from
+// the next request on, without a new cache.
+func TestAuthenticatorReconfigure(t *testing.T) {
+	t.Parallel()
+	a, store, clock, key := newAuthFixture(t) // refresh_after 1m, max_stale 1m
+	ctx := context.Background()
+	if _, err := a.Authenticate(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	a.Wait()
+
+	// Longer refresh_after and max_stale: a key 3m old is still served
+	// from the cache with the store down (it would fail at 1m + 1m).
+	if note := a.Reconfigure(AuthOptions{RefreshAfter: 10 * time.Minute, MaxStale: time.Minute}); note != "" {
+		t.Errorf("same cache size: got note %q, want none", note)
+	}
+	store.setDown(true)
+	clock.Add(3 * time.Minute)
+	if _, err := a.Authenticate(ctx, key); err != nil {
+		t.Fatalf("3m old, refresh_after 10m: got %v, want the cached key", err)
+	}
+	if got := store.lookups.Load(); got != 1 {
+		t.Errorf("store lookups: got %d, want 1 (still fresh under the new refresh_after)", got)
+	}
+	// Back to short durations: the same entry is now past max_stale.
+	a.Reconfigure(AuthOptions{RefreshAfter: time.Minute, MaxStale: time.Minute})
+	if _, err := a.Authenticate(ctx, key); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("3m old, refresh_after 1m + max_stale 1m, store down: got %v, want ErrUnavailable", err)
+	}
+	store.setDown(false)
+
+	// negative_ttl: an unknown key is remembered for the new duration.
+	a.Reconfigure(AuthOptions{NegativeTTL: time.Hour})
+	unknown, _ := GenerateKey("kg")
+	if _, err := a.Authenticate(ctx, unknown); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("unknown key: got %v, want ErrInvalidKey", err)
+	}
+	a.Wait()
+	if s := a.set.Load(); s.negativeTTL != time.Hour {
+		t.Errorf("negative TTL in force: got %v, want 1h", s.negativeTTL)
+	}
+
+	// Cache size: smaller is applied at once, larger too, with a note
+	// (the admission counters keep their first size).
+	if note := a.Reconfigure(AuthOptions{CacheSize: 10}); note != "" || a.cache.MaxCost() != 10 {
+		t.Errorf("size 10: got note %q and capacity %d, want no note and 10", note, a.cache.MaxCost())
+	}
+	if note := a.Reconfigure(AuthOptions{CacheSize: 200_000}); note == "" || a.cache.MaxCost() != 200_000 {
+		t.Errorf("size 200000 (started with 100000): got note %q and capacity %d, want a note and 200000", note, a.cache.MaxCost())
+	}
+
+	// max_concurrent_lookups and lookup timeout.
+	a.Reconfigure(AuthOptions{MaxConcurrentLookups: 3, LookupTimeout: 5 * time.Second})
+	if s := a.set.Load(); cap(s.sem) != 3 || s.lookupTimeout != 5*time.Second {
+		t.Errorf("lookups in force: got %d slots and timeout %v, want 3 and 5s", cap(s.sem), s.lookupTimeout)
+	}
+}

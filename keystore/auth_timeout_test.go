@@ -105,7 +105,7 @@ func TestAuthenticatorLookupSlotTimeout(t *testing.T) {
 	first, _ := GenerateKey("kg")
 	go a.Authenticate(context.Background(), first)
 	<-store.entered // the only slot is taken by a hung lookup
-	a.opts.LookupTimeout = 20 * time.Millisecond
+	a.Reconfigure(AuthOptions{LookupTimeout: 20 * time.Millisecond, MaxConcurrentLookups: 1})
 	second, _ := GenerateKey("kg")
 	if _, err := a.Authenticate(context.Background(), second); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("waiting for a slot held by a hung lookup: got %v, want ErrUnavailable after the deadline", err)

@@ -287,9 +287,12 @@ func (l *Limiter) entry(keyID string) *limitEntry {
 	}
 	e := new(limitEntry)
 	if l.meter != nil {
-		e.me = l.meter.entry(keyID)
+		e.me = l.meter.pin(keyID)
 	}
-	v, _ := l.keys.LoadOrStore(keyID, e)
+	v, loaded := l.keys.LoadOrStore(keyID, e)
+	if loaded && e.me != nil {
+		l.meter.unpin(e.me)
+	}
 	return v.(*limitEntry)
 }
 
@@ -484,6 +487,11 @@ func (l *Limiter) Sweep(now time.Time) int {
 		}
 		if tat := e.tat.Load(); tat != deadTAT && tat <= nowNs && e.tat.CompareAndSwap(tat, deadTAT) {
 			l.keys.CompareAndDelete(k, e)
+			if e.me != nil {
+				// The Meter may now drop its entry once idle and flushed;
+				// the key's next limiter state pins the entry then in use.
+				l.meter.unpin(e.me)
+			}
 			n++
 		}
 		return true

@@ -74,16 +74,23 @@ func addDay(list []dayCount, day uint64, n int64) []dayCount {
 // and one compare-and-swap on that key's own counter, with no allocation and
 // nothing shared with other keys.
 //
-// Flush moves the pending counts into one batch with a random id and hands
-// it to Store.AddUsage in a single call. When that call fails the counts stay
+// Flush moves the pending counts into batches (one for up to MaxBatch
+// deltas) with a random id each and hands each to Store.AddUsage in a
+// single call. When that call fails the counts stay
 // pending (LocalCount and PendingUsage still report them) and the same batch,
 // same id and same deltas, is sent again first by the next Flush: a batch
 // whose commit succeeded but whose acknowledgement was lost is then skipped by
 // the store, so no request is counted twice and none is lost.
 //
-// Each key seen since the Meter was made holds one small entry (about 200
-// bytes) for the Meter's lifetime; keys only come from the store, so this is
-// bounded by the number of keys in use.
+// Each key counted holds one small entry while it is in use. Sweep (run by
+// Run after each successful flush) drops the entries of keys not counted for
+// IdleAfter whose counts are all acknowledged by the store and that no
+// Limiter state refers to (see pin), so memory follows the keys in use, not
+// every key ever seen. A key that comes back gets a new entry: nothing it
+// counted is pending any more, so nothing is lost or counted twice.
+//
+// A Flush sends at most MaxBatch deltas per AddUsage call, in as many calls
+// as needed, so its buffers are bounded whatever the number of keys.
 //
 // A Meter is shared by every config that uses its store and outlives config
 // reloads: call Run once in a goroutine, Flush on reload, and Close on final
@@ -103,6 +110,11 @@ type Meter struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	onFlush   func(time.Duration, error)
+
+	idle     time.Duration
+	maxBatch int
+	now      func() time.Time
+	round    atomic.Uint64 // of collect: entries visited by the running Flush
 }
 
 // MeterOptions configure a Meter.
@@ -113,7 +125,23 @@ type MeterOptions struct {
 	// OnFlush, if set, observes every flush: its duration and its error
 	// (metrics).
 	OnFlush func(d time.Duration, err error)
+	// IdleAfter is how long a key must go uncounted before Sweep drops its
+	// entry (once its counts are acknowledged). Default DefaultMeterIdle.
+	IdleAfter time.Duration
+	// MaxBatch is the most deltas (one per key and day) sent in one
+	// AddUsage call. Default DefaultMaxBatch.
+	MaxBatch int
+	// Now is the clock of Run's sweeps; nil means time.Now. Count takes
+	// its time from its caller.
+	Now func() time.Time
 }
+
+const (
+	// DefaultMeterIdle is MeterOptions.IdleAfter's default.
+	DefaultMeterIdle = 5 * time.Minute
+	// DefaultMaxBatch is MeterOptions.MaxBatch's default.
+	DefaultMaxBatch = 10_000
+)
 
 // NewMeter returns a Meter that flushes to store, which must not be nil.
 // Every time it needs comes from Count's now, so it has no clock of its own.
@@ -122,7 +150,18 @@ func NewMeter(store UsageWriter, opts MeterOptions) *Meter {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &Meter{store: store, logger: logger, onFlush: opts.OnFlush, closed: make(chan struct{})}
+	m := &Meter{store: store, logger: logger, onFlush: opts.OnFlush, closed: make(chan struct{}),
+		idle: opts.IdleAfter, maxBatch: opts.MaxBatch, now: opts.Now}
+	if m.idle <= 0 {
+		m.idle = DefaultMeterIdle
+	}
+	if m.maxBatch <= 0 {
+		m.maxBatch = DefaultMaxBatch
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	return m
 }
 
 // meterEntry holds the counts of one key.
@@ -145,6 +184,17 @@ type meterEntry struct {
 	// counts knows exactly which of this instance's counts it includes.
 	gen, acks uint64
 
+	// dead is set (under mu) when Sweep has dropped the entry: a count
+	// that reaches it then goes to the key's new entry. Sweep only drops
+	// an entry with zeroed slots, so a count can only reach a dead entry
+	// through addSlow, which checks dead.
+	dead bool
+	// pins counts the Limiter states that use this entry; Sweep keeps a
+	// pinned entry (the Limiter reads its committed counts).
+	pins int
+	// round is the last Flush round (Meter.round) that visited the entry.
+	round atomic.Uint64
+
 	// Counts this instance has committed to the store, per current period:
 	// dayIndex<<countBits|count and monthIndex<<countBits|count. Written
 	// only by commit, under mu and together with the release of the held
@@ -156,7 +206,14 @@ type meterEntry struct {
 
 // Count records one admitted request of keyID at now, on now's UTC day.
 func (m *Meter) Count(keyID string, now time.Time) {
-	e := m.entry(keyID)
+	for !m.entry(keyID).count(now) {
+		// The entry was dropped by Sweep between the map read and the
+		// count; the next read finds a new one.
+	}
+}
+
+// count counts one request in e; false if e is dead (and nothing counted).
+func (e *meterEntry) count(now time.Time) bool {
 	if s := now.Unix(); s > e.last.Load() {
 		for {
 			old := e.last.Load()
@@ -169,21 +226,27 @@ func (m *Meter) Count(keyID string, now time.Time) {
 	slot := &e.slots[day&1]
 	for {
 		w := slot.Load()
-		if w>>countBits != day || w&countMask == countMask {
+		// A zero word (a new or swept entry) always takes the slow
+		// path, even on day 0, so a dead entry is never counted into.
+		if w>>countBits != day || w&countMask == countMask || w == 0 {
 			break
 		}
 		if slot.CompareAndSwap(w, w+1) {
-			return
+			return true
 		}
 	}
-	e.addSlow(day)
+	return e.addSlow(day)
 }
 
 // addSlow counts a request whose day does not own its slot yet (the first
 // request of a day), or is older than the slot's day, or would overflow.
-func (e *meterEntry) addSlow(day uint64) {
+// It reports false, counting nothing, if e is dead.
+func (e *meterEntry) addSlow(day uint64) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.dead {
+		return false
+	}
 	e.extra.Store(true) // before any count leaves a slot
 	slot := &e.slots[day&1]
 	for {
@@ -209,7 +272,7 @@ func (e *meterEntry) addSlow(day uint64) {
 			e.spill = addDay(e.spill, day, 1)
 		}
 		e.extra.Store(len(e.spill)+len(e.held) > 0)
-		return
+		return true
 	}
 }
 
@@ -219,6 +282,73 @@ func (m *Meter) entry(keyID string) *meterEntry {
 	}
 	v, _ := m.keys.LoadOrStore(strings.Clone(keyID), new(meterEntry))
 	return v.(*meterEntry)
+}
+
+// pin returns keyID's entry and keeps Sweep from dropping it until unpin:
+// a Limiter reads the committed counts of the entry it holds, and they must
+// stay those of the entry Count counts into.
+func (m *Meter) pin(keyID string) *meterEntry {
+	for {
+		e := m.entry(keyID)
+		e.mu.Lock()
+		if !e.dead {
+			e.pins++
+			e.mu.Unlock()
+			return e
+		}
+		e.mu.Unlock()
+	}
+}
+
+// unpin releases a pin taken by pin.
+func (m *Meter) unpin(e *meterEntry) {
+	e.mu.Lock()
+	e.pins--
+	e.mu.Unlock()
+}
+
+// Sweep drops the entries of keys not counted since now - IdleAfter whose
+// counts are all acknowledged by the store (none unflushed, in flight or in
+// a failed batch) and that no Limiter state pins. It returns how many it
+// dropped. Run calls it after each successful flush.
+func (m *Meter) Sweep(now time.Time) int {
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+	idleBefore := now.Add(-m.idle).Unix()
+	n := 0
+	m.keys.Range(func(k, v any) bool {
+		e := v.(*meterEntry)
+		if e.last.Load() >= idleBefore {
+			return true
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.dead || e.pins > 0 || len(e.held)+len(e.spill) > 0 {
+			return true
+		}
+		// Zero the slots if they count nothing. Count's lock-free path
+		// then cannot match their day and goes through addSlow, which
+		// waits for e.mu and sees dead. A slot with a count (one that
+		// came in since the last flush) keeps the entry.
+		for i := range e.slots {
+			w := e.slots[i].Load()
+			if w&countMask != 0 || !e.slots[i].CompareAndSwap(w, 0) {
+				return true
+			}
+		}
+		e.dead = true
+		m.keys.CompareAndDelete(k, e)
+		n++
+		return true
+	})
+	return n
+}
+
+// Len returns the number of keys the Meter holds an entry for.
+func (m *Meter) Len() int {
+	n := 0
+	m.keys.Range(func(any, any) bool { n++; return true })
+	return n
 }
 
 func (m *Meter) lookup(keyID string) *meterEntry {
@@ -352,13 +482,19 @@ const maxReadAttempts = 4
 func (m *Meter) PendingUsageAfter(ctx context.Context, keyID string, from, to time.Time, read func(context.Context) error) ([]UsageDelta, error) {
 	fd, td := dayIndex(from), dayIndex(to)
 	for attempt := 1; ; attempt++ {
-		before := m.lookup(keyID).readState(fd, td, false, 0)
+		eb := m.lookup(keyID)
+		before := eb.readState(fd, td, false, 0)
 		if err := read(ctx); err != nil {
 			return nil, err
 		}
 		e := m.lookup(keyID)
+		if e != eb && attempt < 4*maxReadAttempts {
+			// Sweep dropped the entry during the read, and the key may
+			// have a new one: the states do not compare. Read again.
+			continue
+		}
 		if e == nil {
-			return nil, nil // entries are never removed: none before either
+			return nil, nil // none before either (or dropped: nothing pending)
 		}
 		e.mu.Lock()
 		after := e.readStateLocked(fd, td, false, 0)
@@ -512,8 +648,8 @@ type usageBatch struct {
 }
 
 // Flush sends this instance's pending counts to the store: first, unchanged,
-// a batch that failed before, then one batch of everything counted since, in
-// one AddUsage call whatever the number of keys. On error the counts stay
+// a batch that failed before, then everything counted since, in one
+// AddUsage call per MaxBatch deltas. On error the counts stay
 // pending and are sent again by the next Flush. Flushes are serialised.
 func (m *Meter) Flush(ctx context.Context) (err error) {
 	return m.FlushTo(ctx, m.store)
@@ -542,16 +678,23 @@ func (m *Meter) FlushTo(ctx context.Context, w UsageWriter) (err error) {
 		m.retry = nil
 		m.commit(b)
 	}
-	b := m.collect()
-	if b == nil {
-		return nil
+	// One round visits every entry once, in batches of at most maxBatch
+	// deltas; counts made meanwhile in entries already visited wait for
+	// the next Flush, so a busy Meter cannot keep one Flush going.
+	round := m.round.Add(1)
+	for {
+		b, more := m.collect(round)
+		if b != nil {
+			if err := w.AddUsage(ctx, b.id, b.deltas); err != nil {
+				m.retry = b
+				return fmt.Errorf("adding usage batch %s (%d deltas): %w", b.id, len(b.deltas), err)
+			}
+			m.commit(b)
+		}
+		if !more {
+			return nil
+		}
 	}
-	if err := w.AddUsage(ctx, b.id, b.deltas); err != nil {
-		m.retry = b
-		return fmt.Errorf("adding usage batch %s (%d deltas): %w", b.id, len(b.deltas), err)
-	}
-	m.commit(b)
-	return nil
 }
 
 // PendingTotal returns how many counted requests the store has not yet
@@ -572,13 +715,23 @@ func (m *Meter) PendingTotal() int64 {
 	return n
 }
 
-// collect moves every unflushed count into a new batch, holding it in the
-// entries until commit. It returns nil when there is nothing to send.
-func (m *Meter) collect() *usageBatch {
+// collect moves the unflushed counts of entries not yet visited in round
+// into a new batch of at most maxBatch deltas (more if one key has more
+// days), holding them in the entries until commit. The batch is nil when
+// there is nothing to send; more reports that entries of the round are left.
+func (m *Meter) collect(round uint64) (b *usageBatch, more bool) {
 	var items []batchItem
 	var days []dayCount
 	m.keys.Range(func(k, v any) bool {
 		e := v.(*meterEntry)
+		if e.round.Load() == round {
+			return true
+		}
+		if len(items) >= m.maxBatch {
+			more = true
+			return false
+		}
+		e.round.Store(round)
 		days = days[:0]
 		e.mu.Lock()
 		e.extra.Store(true) // before any count leaves a slot
@@ -617,18 +770,18 @@ func (m *Meter) collect() *usageBatch {
 		return true
 	})
 	if len(items) == 0 {
-		return nil
+		return nil, more
 	}
 	// A stable order (key, day) keeps row locks in the same order across
 	// instances flushing at the same time.
 	slices.SortFunc(items, func(a, b batchItem) int {
 		return cmp.Or(strings.Compare(a.delta.KeyID, b.delta.KeyID), a.delta.Day.Compare(b.delta.Day))
 	})
-	b := &usageBatch{id: "ub_" + rand.Text(), items: items, deltas: make([]UsageDelta, len(items))}
+	b = &usageBatch{id: "ub_" + rand.Text(), items: items, deltas: make([]UsageDelta, len(items))}
 	for i, it := range items {
 		b.deltas[i] = it.delta
 	}
-	return b
+	return b, more
 }
 
 // commit records an acknowledged batch: for each delta, under its entry's
@@ -679,7 +832,9 @@ func (m *Meter) Run(ctx context.Context, interval time.Duration) {
 			cancel()
 			if err != nil {
 				m.logger.Warn("flushing usage counts failed; will retry", zap.Error(err))
+				continue
 			}
+			m.Sweep(m.now())
 		}
 	}
 }

@@ -629,7 +629,8 @@ func TestRoutingErrors(t *testing.T) {
 		{"GET", "/keys/../license", 404, "not_found", ""}, // no redirect: it would lose the mount
 		{"PUT", "/keys", 405, "method_not_allowed", "GET, HEAD, POST"},
 		{"POST", "/license", 405, "method_not_allowed", "GET, HEAD"},
-		{"GET", "/users/U", 405, "method_not_allowed", "DELETE"},
+		{"POST", "/users/U", 405, "method_not_allowed", "DELETE, GET, HEAD"},
+		{"POST", "/users/U/limits", 405, "method_not_allowed", "DELETE, GET, HEAD, PUT"},
 		{"DELETE", "/keys", 405, "method_not_allowed", "GET, HEAD, POST"},
 	}
 	for _, tt := range tests {
@@ -662,6 +663,9 @@ func TestStoreUnavailable(t *testing.T) {
 		{"GET", "/license", ""},
 		{"GET", "/audit", ""},
 		{"POST", "/keys/revoke-leaked", `{"keys":["kg_x"]}`},
+		{"GET", "/users/U", ""},
+		{"PUT", "/users/U/limits", `{"rate":{"limit":1,"per":"1s"}}`},
+		{"DELETE", "/users/U/limits", ""},
 	}
 	for _, c := range calls {
 		r := e.do(&adminKey, c.method, c.path, c.body).want(t, http.StatusServiceUnavailable, "store_unavailable")

@@ -82,7 +82,7 @@ func newGateRig(t *testing.T) *gateRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := keystore.NewAuthenticator(store, keystore.AuthOptions{Now: func() time.Time { return now }})
+	auth, err := keystore.NewAuthenticator(store, keystore.AuthOptions{Users: store, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,4 +397,86 @@ func TestGateGraphQL(t *testing.T) {
 			t.Fatalf("AddGraphQL with a typo = %v, want an error naming the area", err)
 		}
 	})
+}
+
+// TestGateUserLimits: a user's limits are shared by all its keys, on top of
+// each key's own, and a request refused by either never uses the other's
+// budget.
+func TestGateUserLimits(t *testing.T) {
+	t.Parallel()
+	rig := newGateRig(t)
+	ctx := t.Context()
+	pol := &keystore.Policy{}
+	judge := func(key string) keystore.Verdict { return rig.gate.Judge(ctx, rig.request(key), pol) }
+	// reader, writer and ratelimited (1/h of its own) belong to MXINTADM.
+	if err := rig.mem.SetUserLimits(ctx, "MXINTADM", keystore.UserLimits{Rate: &keystore.Rate{Limit: 2, Per: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := judge("ratelimited"); v.Outcome != keystore.Allowed {
+		t.Fatalf("first request of a key: %v", v.Outcome)
+	}
+	// Refused by the key's own rate: the user's budget is given back.
+	if v := judge("ratelimited"); v.Outcome != keystore.RateLimited {
+		t.Fatalf("second request of a 1/h key: %v, want rate_limited", v.Outcome)
+	}
+	if v := judge("reader"); v.Outcome != keystore.Allowed || !v.Limit.Limited || v.Limit.Limit != 2 || v.Limit.Remaining != 0 {
+		t.Fatalf("another key of the user: %v %+v, want allowed as the user's second request of 2", v.Outcome, v.Limit)
+	}
+	if v := judge("writer"); v.Outcome != keystore.RateLimited || v.RetryAfter <= 0 {
+		t.Fatalf("third request of the user, from a third key: %v, want rate_limited with Retry-After", v.Outcome)
+	}
+	if v := judge("admin"); v.Outcome != keystore.ForbiddenRead {
+		t.Fatalf("a key of another user: %v, want its own outcome", v.Outcome)
+	}
+	if got := rig.meter.PendingUsage(keystore.UserUsageID("MXINTADM")); len(got) != 1 || got[0].Requests != 2 {
+		t.Fatalf("requests counted for the user: %+v, want 2 (refused requests never count)", got)
+	}
+}
+
+func TestGateUserQuota(t *testing.T) {
+	t.Parallel()
+	rig := newGateRig(t)
+	ctx := t.Context()
+	pol := &keystore.Policy{}
+	// Usage before the quota was set counts: two requests first.
+	for _, k := range []string{"reader", "writer"} {
+		if v := rig.gate.Judge(ctx, rig.request(k), pol); v.Outcome != keystore.Allowed {
+			t.Fatalf("%s: %v", k, v.Outcome)
+		}
+	}
+	if err := rig.mem.SetUserLimits(ctx, "MXINTADM", keystore.UserLimits{Quota: &keystore.Quota{Limit: 3, Period: "day"}}); err != nil {
+		t.Fatal(err)
+	}
+	// As Service does after a change: evict the user's cached keys.
+	rig.gate.Auth.Invalidate(keystore.DigestOf(rig.keys["reader"]), keystore.DigestOf(rig.keys["writer"]))
+	if v := rig.gate.Judge(ctx, rig.request("reader"), pol); v.Outcome != keystore.Allowed || !v.Limit.Limited || v.Limit.Remaining != 0 {
+		t.Fatalf("third request of the user: %v %+v, want allowed, 0 remaining", v.Outcome, v.Limit)
+	}
+	v := rig.gate.Judge(ctx, rig.request("writer"), pol)
+	if v.Outcome != keystore.QuotaExceeded || v.RetryAfter <= 0 {
+		t.Fatalf("fourth request of the user: %v, want quota_exceeded with Retry-After", v.Outcome)
+	}
+}
+
+func TestGateUserLimitsUnreadable(t *testing.T) {
+	t.Parallel()
+	rig := newGateRig(t)
+	// The digest lookup works but the user's limits cannot be read: fail
+	// closed, never serve the key without its limits.
+	store := &failingUsers{Memory: rig.mem}
+	auth, err := keystore.NewAuthenticator(store, keystore.AuthOptions{Users: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(auth.Close)
+	rig.gate.Auth = auth
+	if v := rig.gate.Judge(t.Context(), rig.request("reader"), &keystore.Policy{}); v.Outcome != keystore.StoreUnavailable {
+		t.Fatalf("got %v, want store_unavailable", v.Outcome)
+	}
+}
+
+type failingUsers struct{ *storetest.Memory }
+
+func (f *failingUsers) UserLimits(context.Context, string) (keystore.UserLimits, error) {
+	return keystore.UserLimits{}, errors.Join(keystore.ErrUnavailable, errors.New("connection reset"))
 }

@@ -124,7 +124,7 @@ func (a *app) setup(root *cobra.Command) {
 	}
 
 	for _, sub := range []*cobra.Command{
-		a.createCmd(), a.importCmd(), a.listCmd(), a.showCmd(), a.updateCmd(), a.rotateCmd(),
+		a.createCmd(), a.importCmd(), a.listCmd(), a.showCmd(), a.updateCmd(), a.rotateCmd(), a.userCmd(), a.userLimitsCmd(),
 		a.revokeCmd(), a.revokeUserCmd(), a.usageCmd(), a.licenseCmd(), a.auditCmd(),
 		a.areasCmd(), a.whoamiCmd(),
 	} {

@@ -1074,7 +1074,7 @@ func TestRegistered(t *testing.T) {
 	for _, sub := range cmd.Commands() {
 		got = append(got, sub.Name())
 	}
-	want := []string{"areas", "audit", "create", "import", "license", "list", "revoke", "revoke-user", "rotate", "show", "update", "usage", "whoami"}
+	want := []string{"areas", "audit", "create", "import", "license", "list", "revoke", "revoke-user", "rotate", "show", "update", "usage", "user", "user-limits", "whoami"}
 	if !slices.Equal(got, want) {
 		t.Errorf("subcommands: got %v, want %v", got, want)
 	}
@@ -1082,5 +1082,67 @@ func TestRegistered(t *testing.T) {
 		if cmd.PersistentFlags().Lookup(name) == nil {
 			t.Errorf("missing persistent flag --%s", name)
 		}
+	}
+}
+
+func TestUserCommands(t *testing.T) {
+	const current = `{"user":"MX INT","active_keys":3,"rate":{"limit":600,"per":"1m"},"quota":{"limit":1000,"period":"day"}}`
+	tests := []struct {
+		name   string
+		args   []string
+		want   []string // "METHOD path body", in order
+		stdout string
+	}{
+		{name: "show", args: []string{"user", "MX INT"}, want: []string{"GET /apikey/users/MX%20INT "},
+			stdout: "user:         MX INT\nactive keys:  3\nshared rate:  600/1m\nshared quota: 1000/day\n"},
+		{name: "set both", args: []string{"user-limits", "MX INT", "--rate", "10/1s", "--quota", "5000/month"},
+			want: []string{`PUT /apikey/users/MX%20INT/limits {"quota":{"limit":5000,"period":"month"},"rate":{"limit":10,"per":"1s"}}`}},
+		{name: "rate only keeps the quota", args: []string{"user-limits", "MX INT", "--rate", "10/1s"},
+			want: []string{"GET /apikey/users/MX%20INT ", `PUT /apikey/users/MX%20INT/limits {"quota":{"limit":1000,"period":"day"},"rate":{"limit":10,"per":"1s"}}`}},
+		{name: "clear the rate", args: []string{"user-limits", "MX INT", "--rate", "none"},
+			want: []string{"GET /apikey/users/MX%20INT ", `PUT /apikey/users/MX%20INT/limits {"quota":{"limit":1000,"period":"day"},"rate":null}`}},
+		{name: "clear both", args: []string{"user-limits", "MX INT", "--rate", "none", "--quota", "none"},
+			want: []string{"DELETE /apikey/users/MX%20INT/limits "}},
+		{name: "delete", args: []string{"user-limits", "MX INT", "--delete"},
+			want: []string{"DELETE /apikey/users/MX%20INT/limits "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeAdmin(t, map[string]reply{
+				"GET /apikey/users/MX%20INT":           {200, current},
+				"PUT /apikey/users/MX%20INT/limits":    {200, current},
+				"DELETE /apikey/users/MX%20INT/limits": {200, current},
+			})
+			res := runCLI(t, "", append(tt.args, "--address", f.addr())...)
+			wantCode(t, res, exitOK)
+			var got []string
+			for _, r := range f.requests() {
+				body := r.Body
+				if body != "" {
+					var v any
+					if err := json.Unmarshal([]byte(body), &v); err != nil {
+						t.Fatal(err)
+					}
+					b, _ := json.Marshal(v) // sorted keys
+					body = string(b)
+				}
+				got = append(got, r.Method+" "+r.Path+" "+body)
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+			if tt.stdout != "" && res.stdout != tt.stdout {
+				t.Errorf("stdout:\n%s\nwant:\n%s", res.stdout, tt.stdout)
+			}
+		})
+	}
+	for _, bad := range [][]string{
+		{"user-limits", "U"},
+		{"user-limits", "U", "--delete", "--rate", "1/1s"},
+		{"user-limits", "U", "--rate", "fast"},
+	} {
+		res := runCLI(t, "", append(bad, "--address", "127.0.0.1:1")...)
+		wantCode(t, res, exitUsage)
 	}
 }

@@ -161,6 +161,31 @@ func TestBrowserConsole(t *testing.T) {
 	b.waitText("#detail-facts", "anywhere")
 	b.waitText("#audit-body", "update")
 
+	// The run-as user's page: active keys and shared limits.
+	b.click("#detail-user-link")
+	b.waitText("#user-title", "Run-as user MXINTADM")
+	b.waitText("#user-facts", "Shared quota")
+	b.typeInto("#u-quota", "5000")
+	evalJS[string](b, `(() => { document.querySelector('#u-quota-period').value = 'day'; return ''; })()`)
+	b.click("#u-save")
+	b.waitText("#user-facts", "5000 requests per day")
+	var user struct {
+		Quota *struct{ Limit int64 } `json:"quota"`
+	}
+	if code := in.adminJSON("GET", "/users/MXINTADM", nil, &user); code != 200 || user.Quota == nil || user.Quota.Limit != 5000 {
+		t.Fatalf("GET /users/MXINTADM after saving in the console: %d %+v", code, user)
+	}
+	if _, _, h := call(t, "GET", asset, hdr("apikey", secret)); h.Get("RateLimit-Limit") == "" {
+		t.Fatal("no RateLimit-Limit header under the user's quota")
+	}
+	evalJS[string](b, `(() => { document.querySelector('#u-quota').value = ''; return ''; })()`)
+	b.click("#u-save")
+	b.waitText("#user-facts", "Shared quota")
+	b.waitFor("the cleared quota", `[...document.querySelectorAll('#user-facts dd')].every((d) => !d.textContent.includes('5000'))`)
+	b.screenshot("user-page", true)
+	evalJS[string](b, `(() => { history.back(); return ""; })()`)
+	b.waitText("#detail-title", "mx-asset-reader")
+
 	// Rotate: the old key stops working at once.
 	b.click("#detail-rotate")
 	b.waitText("#confirm-message", "stops working at once")

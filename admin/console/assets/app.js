@@ -199,7 +199,7 @@
 
   // ---------- routing ----------
 
-  const views = ['signin', 'keys', 'new', 'detail'];
+  const views = ['signin', 'keys', 'new', 'detail', 'user'];
 
   function showView(name, title) {
     for (const v of views) show($('view-' + v), v === name);
@@ -230,6 +230,9 @@
     } else if ((m = /^#\/keys\/([^/]+)$/.exec(h))) {
       showView('detail', 'Key');
       await loadDetail(decodeURIComponent(m[1]));
+    } else if ((m = /^#\/users\/([^/]+)$/.exec(h))) {
+      showView('user', 'User');
+      await loadUser(decodeURIComponent(m[1]));
     } else {
       showView('keys', 'Keys');
       await loadKeys(false);
@@ -811,7 +814,7 @@
     $('detail-policy').disabled = k.status === 'revoked';
     const facts = [
       ['ID', el('code', {}, k.id)],
-      ['Run-as user', k.user],
+      ['Run-as user', el('a', {href: '#/users/' + enc(k.user), id: 'detail-user-link'}, k.user)],
       ['Status', badge(k.status)],
       ['Start', el('code', {}, k.start + '…')],
       ['Rights', el('ul', {class: 'chips'}, k.rights.map((r) => el('li', {}, r)))],
@@ -897,6 +900,71 @@
     }
     show($('audit-empty'), r.events.length === 0);
   }
+
+  // ---------- run-as user ----------
+
+  let currentUser = null;
+  const limitText = (l, unit) => l ? `${l.limit} requests per ${l[unit]}` : 'none';
+
+  async function loadUser(user) {
+    show($('user-error'), false);
+    show($('user-body'), false);
+    let u;
+    try {
+      u = await api('GET', '/users/' + enc(user));
+    } catch (e) {
+      if (e.status === 401) return;
+      $('user-error').replaceChildren(el('p', {}, el('strong', {}, 'This user could not be loaded. '), e.message));
+      show($('user-error'), true);
+      return;
+    }
+    currentUser = u.user;
+    document.title = u.user + ' · keygate console';
+    $('user-title').textContent = 'Run-as user ' + u.user;
+    $('user-facts').replaceChildren(...[
+      ['Active keys', String(u.active_keys)],
+      ['Shared rate limit', limitText(u.rate, 'per')],
+      ['Shared quota', limitText(u.quota, 'period')],
+    ].flatMap(([t, d]) => [el('dt', {}, t), el('dd', {}, d)]));
+    $('user-keys-link').href = '#/keys?user=' + enc(u.user);
+    $('user-keys-link').onclick = (ev) => { ev.preventDefault(); $('f-user').value = u.user; location.hash = '#/keys'; };
+    $('u-rate').value = u.rate ? u.rate.limit : '';
+    if (u.rate) $('u-rate-per').value = u.rate.per;
+    $('u-quota').value = u.quota ? u.quota.limit : '';
+    if (u.quota) $('u-quota-period').value = u.quota.period;
+    show($('u-error'), false);
+    show($('user-limits-form'), !!me.admin);
+    show($('user-body'), true);
+  }
+
+  $('user-limits-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const err = $('u-error');
+    show(err, false);
+    const rate = $('u-rate').value.trim();
+    const quota = $('u-quota').value.trim();
+    const path = '/users/' + enc(currentUser) + '/limits';
+    $('u-save').disabled = true;
+    try {
+      if (!rate && !quota) {
+        await api('DELETE', path);
+      } else {
+        const body = {};
+        if (rate) body.rate = {limit: Number(rate), per: $('u-rate-per').value};
+        if (quota) body.quota = {limit: Number(quota), period: $('u-quota-period').value};
+        await api('PUT', path, body);
+      }
+      flash(`Saved the shared limits of ${currentUser}.`, 'ok');
+      await loadUser(currentUser);
+    } catch (e) {
+      if (e.status !== 401) {
+        err.textContent = e.message;
+        show(err, true);
+      }
+    } finally {
+      $('u-save').disabled = false;
+    }
+  });
 
   // ---------- rotate, revoke, revoke user ----------
 

@@ -270,6 +270,10 @@ type Service struct {
 	// Logger receives failures that cannot be returned (an audit write
 	// failing after the change was stored); nil discards them.
 	Logger *zap.Logger
+	// OnAudit are called with every audit event after it is stored, in
+	// order, before the call that caused it returns (the apikey.audit
+	// logger, webhooks). Details never hold a secret.
+	OnAudit []func(context.Context, AuditEvent)
 }
 
 // Clock returns the service's current time, truncated to the second like
@@ -1281,6 +1285,9 @@ func (s *Service) audit(ctx context.Context, a Actor, action, keyID string, deta
 	if err := s.Store.AppendAudit(context.WithoutCancel(ctx), e); err != nil && s.Logger != nil {
 		s.Logger.Error("writing audit event failed",
 			zap.String("action", action), zap.String("key_id", keyID), zap.String("actor", a.ID), zap.Error(err))
+	}
+	for _, fn := range s.OnAudit {
+		fn(context.WithoutCancel(ctx), e)
 	}
 }
 

@@ -359,6 +359,7 @@ func (a *App) Start() error {
 		Invalidator:     a.res.auth,
 		Pending:         a.res.meter,
 		Logger:          a.logger,
+		OnAudit:         []func(context.Context, keystore.AuditEvent){auditLogger(a.logger.Named("audit"))},
 	}
 	a.gate = &keystore.Gate{
 		Auth:        a.res.auth,
@@ -428,4 +429,19 @@ func (a *App) maxKeysPerUser() int {
 		return keystore.DefaultMaxKeysPerUser
 	}
 	return *a.MaxKeysPerUser
+}
+
+// auditLogger writes every audit event through Caddy's logging as logger
+// apikey.audit, one structured line each, so that `log { include
+// apikey.audit … }` can ship them to a file, syslog or a SIEM. Audit
+// details never hold a secret or a digest (keystore guarantees it).
+func auditLogger(l *zap.Logger) func(context.Context, keystore.AuditEvent) {
+	return func(_ context.Context, e keystore.AuditEvent) {
+		l.Info("audit",
+			zap.Time("at", e.At),
+			zap.String("actor", e.Actor),
+			zap.String("action", e.Action),
+			zap.String("key_id", e.KeyID),
+			zap.Any("details", e.Details))
+	}
 }

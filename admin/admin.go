@@ -111,6 +111,7 @@ func New(cfg Config) http.Handler {
 	h.handle("PUT /users/{user}/limits", h.putUserLimits)
 	h.handle("DELETE /users/{user}/limits", h.deleteUserLimits)
 	h.handle("GET /license", h.license)
+	h.handle("GET /usage", h.report)
 	h.handle("GET /audit", h.audit)
 	h.handle("GET /areas", h.areas)
 	h.handle("GET /whoami", h.whoami)

@@ -41,6 +41,9 @@ type Store interface {
 	// RevokeUser sets RevokedAt=at on every unrevoked key of user and
 	// returns the keys it revoked.
 	RevokeUser(ctx context.Context, user string, at time.Time) ([]*Key, error)
+	// UsageTotals returns, for every id with requests in [from, to] (days,
+	// UTC), the sum of its stored per-day totals: the licence report.
+	UsageTotals(ctx context.Context, from, to time.Time) (map[string]int64, error)
 	// CountActive counts the keys active at now.
 	CountActive(ctx context.Context, now time.Time) (int, error)
 

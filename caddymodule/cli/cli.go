@@ -125,7 +125,7 @@ func (a *app) setup(root *cobra.Command) {
 
 	for _, sub := range []*cobra.Command{
 		a.createCmd(), a.importCmd(), a.listCmd(), a.showCmd(), a.updateCmd(), a.rotateCmd(), a.userCmd(), a.userLimitsCmd(),
-		a.revokeCmd(), a.revokeUserCmd(), a.usageCmd(), a.licenseCmd(), a.auditCmd(),
+		a.revokeCmd(), a.revokeUserCmd(), a.usageCmd(), a.reportCmd(), a.licenseCmd(), a.auditCmd(),
 		a.areasCmd(), a.whoamiCmd(),
 	} {
 		sub.SilenceErrors = true

@@ -296,6 +296,18 @@ func TestRequests(t *testing.T) {
 			replyCode: 200, reply: `{"id":"key_7Hs2","days":[]}`,
 		},
 		{
+			name:   "report",
+			args:   []string{"report", "--from", "2026-11-01", "--to", "2026-11-30", "--user", "MX INT"},
+			method: "GET", path: "/apikey/usage", query: "from=2026-11-01&to=2026-11-30&user=MX+INT",
+			replyCode: 200, reply: `{"keys":[{"id":"key_7Hs2","name":"mx-int","user":"MX INT","requests":12}],"total":12}`,
+		},
+		{
+			name:   "report csv",
+			args:   []string{"report", "--csv"},
+			method: "GET", path: "/apikey/usage", query: "format=csv",
+			replyCode: 200, reply: "id,name,user,requests\nkey_7Hs2,mx-int,MXINTADM,12\n",
+		},
+		{
 			name:   "license",
 			args:   []string{"license"},
 			method: "GET", path: "/apikey/license",
@@ -1074,7 +1086,7 @@ func TestRegistered(t *testing.T) {
 	for _, sub := range cmd.Commands() {
 		got = append(got, sub.Name())
 	}
-	want := []string{"areas", "audit", "create", "import", "license", "list", "revoke", "revoke-user", "rotate", "show", "update", "usage", "user", "user-limits", "whoami"}
+	want := []string{"areas", "audit", "create", "import", "license", "list", "report", "revoke", "revoke-user", "rotate", "show", "update", "usage", "user", "user-limits", "whoami"}
 	if !slices.Equal(got, want) {
 		t.Errorf("subcommands: got %v, want %v", got, want)
 	}

@@ -129,3 +129,29 @@ func (s *Store) Usage(ctx context.Context, id string, from, to time.Time) ([]key
 	}
 	return out, nil
 }
+
+// UsageTotals implements keystore.Store. It walks the usage bucket: the
+// file store serves one instance, and reports are rare.
+func (s *Store) UsageTotals(ctx context.Context, from, to time.Time) (map[string]int64, error) {
+	first, last := dayOf(from).Format(dayLayout), dayOf(to).Format(dayLayout)
+	out := map[string]int64{}
+	err := s.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketUsage).ForEach(func(k, v []byte) error {
+			i := bytes.LastIndexByte(k, 0)
+			if i < 0 || len(v) != 8 {
+				return nil
+			}
+			if day := string(k[i+1:]); day < first || day > last {
+				return nil
+			}
+			if n := binary.BigEndian.Uint64(v); n > 0 {
+				out[string(k[:i])] += int64(n)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading usage totals: %w", err)
+	}
+	return out, nil
+}

@@ -176,3 +176,29 @@ func (s *Store) Prune(ctx context.Context) error {
 	}
 	return nil
 }
+
+// UsageTotals implements keystore.Store.
+func (s *Store) UsageTotals(ctx context.Context, from, to time.Time) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT key_id, sum(requests)::bigint FROM key_usage
+		WHERE day BETWEEN $1::date AND $2::date AND requests <> 0 GROUP BY key_id`,
+		from.UTC().Format(dayFormat), to.UTC().Format(dayFormat))
+	if err != nil {
+		return nil, fmt.Errorf("reading usage totals: %w", translate(err))
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var (
+			id string
+			n  int64
+		)
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("reading usage totals: %w", translate(err))
+		}
+		out[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading usage totals: %w", translate(err))
+	}
+	return out, nil
+}

@@ -279,6 +279,23 @@ func (m *Memory) Usage(_ context.Context, id string, from, to time.Time) ([]keys
 	return out, nil
 }
 
+func (m *Memory) UsageTotals(_ context.Context, from, to time.Time) (map[string]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	out := map[string]int64{}
+	for id, days := range m.usage {
+		for d, n := range days {
+			if !d.Before(from) && !d.After(to) && n > 0 {
+				out[id] += n
+			}
+		}
+	}
+	return out, nil
+}
+
 func (m *Memory) Close() error { return nil }
 
 var _ keystore.Store = (*Memory)(nil)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -101,6 +102,28 @@ func testUsageSums(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			wantUsage(t, s, tt.id, tt.from, tt.to, tt.want)
+		})
+	}
+	totals := []struct {
+		name     string
+		from, to time.Time
+		want     map[string]int64
+	}{
+		{"totals, all days", d1, d3, map[string]int64{a.ID: 15, b.ID: 7}},
+		{"totals, one day", d2, d2, map[string]int64{a.ID: 4}},
+		{"totals, bounds are inclusive", d1, d2, map[string]int64{a.ID: 13, b.ID: 7}},
+		{"totals, nothing", d3.AddDate(0, 0, 1), d3.AddDate(0, 0, 9), map[string]int64{}},
+	}
+	for _, tt := range totals {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := s.UsageTotals(t.Context(), tt.from, tt.to)
+			if err != nil {
+				t.Fatalf("UsageTotals: %v", err)
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Fatalf("UsageTotals(%s, %s): got %v, want %v", tt.from.Format(time.DateOnly), tt.to.Format(time.DateOnly), got, tt.want)
+			}
 		})
 	}
 }

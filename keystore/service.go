@@ -813,6 +813,7 @@ func (s *Service) Rotate(ctx context.Context, a Actor, id string, spec RotateSpe
 		details["grace_until"] = k.GraceUntil.Format(time.RFC3339)
 	}
 	s.audit(ctx, a, ActionRotate, id, details, now)
+	s.withPendingLastUse(k)
 	return k, secret, nil
 }
 
@@ -845,6 +846,7 @@ func (s *Service) Revoke(ctx context.Context, a Actor, id string) (*Key, error) 
 		details["already_revoked"] = true
 	}
 	s.audit(ctx, a, ActionRevoke, id, details, now)
+	s.withPendingLastUse(k)
 	return k, nil
 }
 

@@ -67,6 +67,25 @@ func TestDemoQuickStart(t *testing.T) {
 	if code, body, _ := call(t, "GET", in.siteURL+"/keygate/ui/", nil); code != 200 {
 		t.Fatalf("web console: got %d (%.80s), want 200", code, body)
 	}
+	// A browser opening /keygate or /keygate/ is led to the console; an API
+	// client still gets the API's 401.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, p := range []string{"/keygate", "/keygate/"} {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", in.siteURL+p, nil)
+		req.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, err := resp.Location()
+		if resp.StatusCode != http.StatusFound || err != nil || loc.Path != "/keygate/ui/" {
+			t.Fatalf("browser GET %s: got %d to %v (%v), want 302 to /keygate/ui/", p, resp.StatusCode, loc, err)
+		}
+		if code, _, _ := call(t, "GET", in.siteURL+p, hdr("Accept", "application/json")); code != http.StatusUnauthorized {
+			t.Fatalf("API GET %s without a key: got %d, want 401", p, code)
+		}
+	}
 }
 
 // TestDemoReadOnlyKeyRESTAndGraphQL is the README walkthrough's GraphQL

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"path"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -68,6 +69,17 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	if rest == "" {
 		rest = "/"
 	}
+	if rest == "/" && wantsHTML(r) {
+		// A browser opening the mount itself is led to the console; API
+		// clients (no text/html in Accept) get the API's answer. The
+		// Location is relative, so it holds under handle_path too.
+		loc := "ui/"
+		if !strings.HasSuffix(r.URL.Path, "/") {
+			loc = path.Base(r.URL.Path) + "/ui/"
+		}
+		http.Redirect(w, r, loc, http.StatusFound)
+		return nil
+	}
 	r2 := r.Clone(r.Context())
 	r2.URL.Path, r2.URL.RawPath = rest, ""
 	if rest == "/ui" || strings.HasPrefix(rest, "/ui/") {
@@ -87,6 +99,19 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	actor := keystore.KeyActor(v.Principal.Key, v.Principal.Rights)
 	h.app.admin.ServeHTTP(w, r2.WithContext(admin.WithActor(r2.Context(), actor)))
 	return nil
+}
+
+// wantsHTML reports a GET or HEAD from a browser: text/html in Accept.
+func wantsHTML(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	for _, v := range r.Header.Values("Accept") {
+		if strings.Contains(strings.ToLower(v), "text/html") {
+			return true
+		}
+	}
+	return false
 }
 
 // adminPolicy judges admin API calls: an admin key, no areas or limits.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -64,9 +65,44 @@ func TestCaddyfileGolden(t *testing.T) {
 	}
 }
 
+// shippedCaddyfiles are the configurations users start from.
+var shippedCaddyfiles = []string{"../Caddyfile.example", "../examples/Caddyfile.demo", "../packaging/Caddyfile"}
+
+// TestShippedConfigVariablesDocumented: every environment variable a shipped
+// configuration reads ({$VAR}, {$VAR:default}, {env.VAR}, also in comments)
+// is listed in the README and in docs/configuration.md.
+func TestShippedConfigVariablesDocumented(t *testing.T) {
+	varRE := regexp.MustCompile(`\{(?:\$|env\.)([A-Za-z_][A-Za-z0-9_]*)`)
+	var docs []string
+	for _, f := range []string{"../README.md", "../docs/configuration.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, string(b))
+	}
+	for _, f := range shippedCaddyfiles {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vars := varRE.FindAllStringSubmatch(string(raw), -1)
+		if len(vars) == 0 {
+			t.Fatalf("%s reads no environment variable; the pattern is wrong", f)
+		}
+		for _, m := range vars {
+			for i, d := range docs {
+				if !strings.Contains(d, "`"+m[1]+"`") {
+					t.Errorf("%s reads %s, which %s does not list", f, m[1], []string{"README.md", "docs/configuration.md"}[i])
+				}
+			}
+		}
+	}
+}
+
 // TestShippedCaddyfilesAdapt adapts the files users start from.
 func TestShippedCaddyfilesAdapt(t *testing.T) {
-	for _, f := range []string{"../Caddyfile.example", "../examples/Caddyfile.demo"} {
+	for _, f := range shippedCaddyfiles {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			raw, err := os.ReadFile(f)
 			if err != nil {

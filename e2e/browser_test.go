@@ -133,6 +133,12 @@ func TestBrowserConsole(t *testing.T) {
 	b.waitText("#usage-total", "3 requests in the last 30 days")
 	b.waitFor("a bar in the usage chart", `[...document.querySelectorAll('#usage svg rect.bar')].some((r) => +r.getAttribute('height') > 0)`)
 	b.waitText("#audit-body", "create")
+	// The audit details read as text, not JSON.
+	b.waitText("#audit-body", "rate: 100 per 1m")
+	b.waitText("#audit-body", "quota: 10000 per month")
+	if got := evalJS[string](b, `document.querySelector('#audit-body').textContent`); strings.Contains(got, `{"`) {
+		t.Fatalf("the audit column shows raw JSON: %q", got)
+	}
 	b.screenshot("key-detail", true)
 	keyID := evalJS[string](b, `decodeURIComponent(location.hash.slice('#/keys/'.length))`)
 

@@ -81,7 +81,7 @@ type instance struct {
 	adminAddr string // host:port of Caddy's admin endpoint
 	siteURL   string // http://127.0.0.1:port
 	cmd       *exec.Cmd
-	stdout    *bytes.Buffer
+	stdout    *lockedBuffer
 	stderr    *lockedBuffer
 	env       []string
 	done      chan struct{}
@@ -154,7 +154,7 @@ func (in *instance) launch() error {
 	cmd := exec.Command(keygateBin, "run", "--config", in.config, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "HOME="+in.dir, "XDG_DATA_HOME="+filepath.Join(in.dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(in.dir, "config"))
 	cmd.Env = append(cmd.Env, in.env...)
-	in.stdout = &bytes.Buffer{}
+	in.stdout = &lockedBuffer{}
 	in.stderr = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = in.stdout, in.stderr
 	if err := cmd.Start(); err != nil {

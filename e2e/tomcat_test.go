@@ -1,3 +1,7 @@
+//go:build unix
+
+// The Tomcat tests start catalina.sh in its own process group: Unix only.
+
 package e2e
 
 // TestTomcatPathEscapes is the end-to-end proof of "step 0" (the raw-path

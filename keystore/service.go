@@ -870,6 +870,7 @@ func (s *Service) Rotate(ctx context.Context, a Actor, id string, spec RotateSpe
 		details["grace_until"] = k.GraceUntil.Format(time.RFC3339)
 	}
 	s.audit(ctx, a, ActionRotate, id, details, now)
+	s.withPendingLastUse(k)
 	return k, secret, nil
 }
 
@@ -911,6 +912,7 @@ func (s *Service) Revoke(ctx context.Context, a Actor, id string) (*Key, error) 
 	if cerr != nil {
 		return nil, cerr
 	}
+	s.withPendingLastUse(k)
 	return k, nil
 }
 

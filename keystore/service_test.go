@@ -627,6 +627,21 @@ func TestLastUsedIncludesPending(t *testing.T) {
 	if len(keys) != 1 || keys[0].LastUsedAt == nil || !keys[0].LastUsedAt.Equal(used.Truncate(time.Second)) {
 		t.Fatalf("List: got %+v, want last_used_at %v", keys, used)
 	}
+	// What revoke and rotate answer is as fresh as Get.
+	r, _, err := f.svc.Rotate(ctx, local, k.ID, keystore.RotateSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LastUsedAt == nil || !r.LastUsedAt.Equal(used.Truncate(time.Second)) {
+		t.Fatalf("Rotate: last_used_at %v, want %v", r.LastUsedAt, used.Truncate(time.Second))
+	}
+	rv, err := f.svc.Revoke(ctx, local, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv.LastUsedAt == nil || !rv.LastUsedAt.Equal(used.Truncate(time.Second)) {
+		t.Fatalf("Revoke: last_used_at %v, want %v", rv.LastUsedAt, used.Truncate(time.Second))
+	}
 }
 
 func TestStoreErrors(t *testing.T) {

@@ -883,6 +883,22 @@
     box.replaceChildren(el('p', {class: 'usage-total', id: 'usage-total'}, `${total} request${total === 1 ? "" : "s"} in the last 30 days`), chart);
   }
 
+  // auditDetails renders an audit event's details for people: rights as a
+  // list, rates and quotas as "100 per 1m", times like the rest of the page,
+  // flags by their name; anything unforeseen as compact JSON.
+  function auditDetails(details) {
+    const label = (k) => k.replace(/_/g, ' ');
+    const value = (k, v) => {
+      if (v === null || v === undefined) return k === 'expires_at' ? 'never' : 'none';
+      if (Array.isArray(v)) return v.length ? v.join(', ') : 'none';
+      if (typeof v === 'object' && 'limit' in v && ('per' in v || 'period' in v)) return `${v.limit} per ${v.per || v.period}`;
+      if (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) return fmtTime(v);
+      if (typeof v === 'object') return JSON.stringify(v);
+      return String(v);
+    };
+    return Object.entries(details || {}).map(([k, v]) => v === true ? label(k) : `${label(k)}: ${value(k, v)}`).join(' · ');
+  }
+
   async function loadAudit(id) {
     const body = $('audit-body');
     body.replaceChildren();
@@ -894,7 +910,7 @@
       return;
     }
     for (const ev of r.events) {
-      const details = Object.entries(ev.details || {}).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('; ');
+      const details = auditDetails(ev.details);
       body.append(el('tr', {}, el('td', {}, fmtTime(ev.at).replace(' UTC', '')), el('td', {}, el('code', {}, ev.actor)),
         el('td', {}, ev.action), el('td', {}, details)));
     }

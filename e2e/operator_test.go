@@ -135,7 +135,9 @@ func TestFailingStartSaysWhyOnStderr(t *testing.T) {
 		"MAXIMO_APIKEY_MXINTADM=",
 		"KEYGATE_LOG_DIR=" + dir,
 		"KEYGATE_DATA_DIR=" + dir,
+		"KEYGATE_RUN_DIR=" + dir,
 		fmt.Sprintf("KEYGATE_SITE=:%d", freePort(t)),
+		fmt.Sprintf("KEYGATE_CONSOLE_SITE=:%d", freePort(t)),
 	}
 	code, _, errOut := runSplit(t, env, "run", "--config", cfg)
 	if code == 0 {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"net/url"
 	"net/http"
 	"strconv"
 	"time"
@@ -215,19 +216,10 @@ func (h *handler) usage(w http.ResponseWriter, r *http.Request, a keystore.Actor
 		h.fail(w, r, err)
 		return
 	}
-	q := r.URL.Query()
-	var from, to time.Time
-	if s := q.Get("from"); s != "" {
-		if from, err = keystore.ParseDay("from", s); err != nil {
-			h.fail(w, r, err)
-			return
-		}
-	}
-	if s := q.Get("to"); s != "" {
-		if to, err = keystore.ParseDay("to", s); err != nil {
-			h.fail(w, r, err)
-			return
-		}
+	from, to, err := dayRange(r.URL.Query())
+	if err != nil {
+		h.fail(w, r, err)
+		return
 	}
 	days, err := h.svc.Usage(r.Context(), a, id, from, to)
 	if err != nil {
@@ -352,4 +344,18 @@ func (h *handler) whoami(w http.ResponseWriter, r *http.Request, a keystore.Acto
 		rights = []string{}
 	}
 	writeJSON(w, http.StatusOK, Whoami{ID: k.ID, Name: k.Name, User: k.User, Rights: rights})
+}
+
+// dayRange reads the from and to query parameters (YYYY-MM-DD; zero when
+// absent, for the Service's defaults).
+func dayRange(q url.Values) (from, to time.Time, err error) {
+	if s := q.Get("from"); s != "" {
+		if from, err = keystore.ParseDay("from", s); err != nil {
+			return
+		}
+	}
+	if s := q.Get("to"); s != "" {
+		to, err = keystore.ParseDay("to", s)
+	}
+	return
 }

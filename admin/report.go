@@ -28,19 +28,10 @@ type Report struct {
 // GET /usage?from=&to=&user=&format=json|csv
 func (h *handler) report(w http.ResponseWriter, r *http.Request, a keystore.Actor) {
 	q := r.URL.Query()
-	var from, to time.Time
-	var err error
-	if s := q.Get("from"); s != "" {
-		if from, err = keystore.ParseDay("from", s); err != nil {
-			h.fail(w, r, err)
-			return
-		}
-	}
-	if s := q.Get("to"); s != "" {
-		if to, err = keystore.ParseDay("to", s); err != nil {
-			h.fail(w, r, err)
-			return
-		}
+	from, to, err := dayRange(q)
+	if err != nil {
+		h.fail(w, r, err)
+		return
 	}
 	format := q.Get("format")
 	if format != "" && format != "json" && format != "csv" {

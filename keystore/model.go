@@ -93,15 +93,29 @@ func (k *Key) Clone() *Key {
 	c.RevokedAt = cloneTime(k.RevokedAt)
 	c.LastUsedAt = cloneTime(k.LastUsedAt)
 	c.GraceUntil = cloneTime(k.GraceUntil)
-	if k.Rate != nil {
-		r := *k.Rate
-		c.Rate = &r
-	}
-	if k.Quota != nil {
-		q := *k.Quota
-		c.Quota = &q
-	}
+	c.Rate, c.Quota = cloneRate(k.Rate), cloneQuota(k.Quota)
 	return &c
+}
+
+func cloneRate(r *Rate) *Rate {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
+}
+
+func cloneQuota(q *Quota) *Quota {
+	if q == nil {
+		return nil
+	}
+	c := *q
+	return &c
+}
+
+// Clone returns a deep copy.
+func (u UserLimits) Clone() UserLimits {
+	return UserLimits{Rate: cloneRate(u.Rate), Quota: cloneQuota(u.Quota)}
 }
 
 func cloneStrings(s []string) []string {

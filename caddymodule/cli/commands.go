@@ -584,23 +584,9 @@ last 30 days.`,
 	cmd.Flags().StringVar(&from, "from", "", "First day, YYYY-MM-DD")
 	cmd.Flags().StringVar(&to, "to", "", "Last day, YYYY-MM-DD")
 	cmd.RunE = a.run([]string{"id"}, func(cmd *cobra.Command, args []string) error {
-		q := url.Values{}
-		var fromDay, toDay time.Time
-		var err error
-		if cmd.Flags().Changed("from") {
-			if fromDay, err = parseDate("--from", from); err != nil {
-				return &usageError{msg: err.Error()}
-			}
-			q.Set("from", from)
-		}
-		if cmd.Flags().Changed("to") {
-			if toDay, err = parseDate("--to", to); err != nil {
-				return &usageError{msg: err.Error()}
-			}
-			q.Set("to", to)
-		}
-		if !fromDay.IsZero() && !toDay.IsZero() && toDay.Before(fromDay) {
-			return usageErrorf("--to %s is before --from %s", to, from)
+		q, err := dayFlags(cmd, from, to)
+		if err != nil {
+			return err
 		}
 		var u usageReport
 		if printed, err := a.fetch(cmd, http.MethodGet, keyPath(args[0])+"/usage", q, nil, &u); printed || err != nil {
@@ -722,4 +708,28 @@ func setIf(q url.Values, name, value string) {
 	if value != "" {
 		q.Set(name, value)
 	}
+}
+
+// dayFlags checks --from and --to (YYYY-MM-DD, in order) and returns them
+// as query parameters; absent flags are left to the server's defaults.
+func dayFlags(cmd *cobra.Command, from, to string) (url.Values, error) {
+	q := url.Values{}
+	var fromDay, toDay time.Time
+	var err error
+	if cmd.Flags().Changed("from") {
+		if fromDay, err = parseDate("--from", from); err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
+		q.Set("from", from)
+	}
+	if cmd.Flags().Changed("to") {
+		if toDay, err = parseDate("--to", to); err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
+		q.Set("to", to)
+	}
+	if !fromDay.IsZero() && !toDay.IsZero() && toDay.Before(fromDay) {
+		return nil, usageErrorf("--to %s is before --from %s", to, from)
+	}
+	return q, nil
 }

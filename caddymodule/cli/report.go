@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -34,23 +32,9 @@ of UTC days, by default the last 30, with the total. --csv prints CSV
 	cmd.Flags().StringVar(&user, "user", "", "Only the keys of this run-as user")
 	cmd.Flags().BoolVar(&asCSV, "csv", false, "Print CSV")
 	cmd.RunE = a.run(nil, func(cmd *cobra.Command, _ []string) error {
-		q := url.Values{}
-		var fromDay, toDay time.Time
-		var err error
-		if cmd.Flags().Changed("from") {
-			if fromDay, err = parseDate("--from", from); err != nil {
-				return &usageError{msg: err.Error()}
-			}
-			q.Set("from", from)
-		}
-		if cmd.Flags().Changed("to") {
-			if toDay, err = parseDate("--to", to); err != nil {
-				return &usageError{msg: err.Error()}
-			}
-			q.Set("to", to)
-		}
-		if !fromDay.IsZero() && !toDay.IsZero() && toDay.Before(fromDay) {
-			return usageErrorf("--to %s is before --from %s", to, from)
+		q, err := dayFlags(cmd, from, to)
+		if err != nil {
+			return err
 		}
 		setIf(q, "user", user)
 		if asCSV {

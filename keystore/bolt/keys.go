@@ -470,15 +470,18 @@ func countActiveOfUser(tx *bbolt.Tx, user string, now time.Time, stop int) (int,
 		if err != nil {
 			return 0, err
 		}
-		k := keystore.Key{ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt}
-		if k.Status(now) == keystore.StatusActive {
-			n++
-			if n == stop {
+		if activeAt(r.ExpiresAt, r.RevokedAt, now) {
+			if n++; n == stop {
 				break
 			}
 		}
 	}
 	return n, nil
+}
+
+// activeAt reports whether a key with these times is active at now.
+func activeAt(expires, revoked *time.Time, now time.Time) bool {
+	return (&keystore.Key{ExpiresAt: expires, RevokedAt: revoked}).Status(now) == keystore.StatusActive
 }
 
 func countActive(tx *bbolt.Tx, now time.Time, stop int) (int, error) {
@@ -489,10 +492,8 @@ func countActive(tx *bbolt.Tx, now time.Time, stop int) (int, error) {
 		if err := json.Unmarshal(v, &r); err != nil {
 			return 0, fmt.Errorf("decoding key %s: %w", id, err)
 		}
-		k := keystore.Key{ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt}
-		if k.Status(now) == keystore.StatusActive {
-			n++
-			if n == stop {
+		if activeAt(r.ExpiresAt, r.RevokedAt, now) {
+			if n++; n == stop {
 				break
 			}
 		}

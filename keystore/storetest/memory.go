@@ -309,7 +309,7 @@ func (m *Memory) SetUserLimits(_ context.Context, user string, l keystore.UserLi
 	if user == "" || l.IsZero() {
 		return fmt.Errorf("setting user limits: a user and a rate or quota are required")
 	}
-	m.users[user] = cloneLimits(l)
+	m.users[user] = l.Clone()
 	return nil
 }
 
@@ -329,18 +329,5 @@ func (m *Memory) UserLimits(_ context.Context, user string) (keystore.UserLimits
 	if m.fail != nil {
 		return keystore.UserLimits{}, m.fail
 	}
-	return cloneLimits(m.users[user]), nil
-}
-
-func cloneLimits(l keystore.UserLimits) keystore.UserLimits {
-	var c keystore.UserLimits
-	if l.Rate != nil {
-		r := *l.Rate
-		c.Rate = &r
-	}
-	if l.Quota != nil {
-		q := *l.Quota
-		c.Quota = &q
-	}
-	return c
+	return m.users[user].Clone(), nil
 }

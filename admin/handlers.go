@@ -1,8 +1,8 @@
 package admin
 
 import (
-	"net/url"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 

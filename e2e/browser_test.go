@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/csv"
 	"fmt"
 	"net/http"
 	"os"
@@ -190,6 +191,22 @@ func TestBrowserConsole(t *testing.T) {
 	b.waitFor("the cleared quota", `[...document.querySelectorAll('#user-facts dd')].every((d) => !d.textContent.includes('5000'))`)
 	b.screenshot("user-page", true)
 	evalJS[string](b, `(() => { history.back(); return ""; })()`)
+	b.waitText("#detail-title", "mx-asset-reader")
+
+	// The licence report: the key's requests so far, and the CSV.
+	b.click("#nav-usage")
+	b.waitFor("the report row", fmt.Sprintf(`document.querySelector('#report-body tr[data-id=%q]')`, keyID))
+	if got := evalJS[string](b, fmt.Sprintf(`document.querySelector('#report-body tr[data-id=%q] td.num').textContent`, keyID)); got != "4" {
+		t.Fatalf("requests of the new key in the report: got %s, want 4", got)
+	}
+	b.waitText("#report-total", "requests by")
+	b.screenshot("usage-report", true)
+	b.click("#r-csv")
+	rows, err := csv.NewReader(strings.NewReader(b.waitDownload("keygate-usage.csv"))).ReadAll()
+	if err != nil || len(rows) < 2 || strings.Join(rows[0], ",") != "id,name,user,requests" {
+		t.Fatalf("downloaded report: %q, %v", rows, err)
+	}
+	b.click(fmt.Sprintf(`#report-body tr[data-id=%q] a`, keyID))
 	b.waitText("#detail-title", "mx-asset-reader")
 
 	// Rotate: the old key stops working at once.

@@ -191,6 +191,7 @@
   function renderWho() {
     show($('who'), !!me);
     show($('nav-new'), !!me);
+    show($('nav-usage'), !!me);
     if (!me) return;
     const role = me.admin ? 'keys:admin' : 'keys:self';
     $('who-text').textContent = `${me.name} (${me.user}) · ${role}`;
@@ -199,13 +200,13 @@
 
   // ---------- routing ----------
 
-  const views = ['signin', 'keys', 'new', 'detail', 'user'];
+  const views = ['signin', 'keys', 'new', 'detail', 'user', 'usage'];
 
   function showView(name, title) {
     for (const v of views) show($('view-' + v), v === name);
     document.title = (title ? title + ' · ' : '') + 'keygate console';
     for (const a of document.querySelectorAll('nav a')) a.removeAttribute('aria-current');
-    const nav = name === 'keys' || name === 'detail' ? 'nav-keys' : name === 'new' ? 'nav-new' : null;
+    const nav = name === 'keys' || name === 'detail' ? 'nav-keys' : name === 'new' ? 'nav-new' : name === 'usage' ? 'nav-usage' : null;
     if (nav) $(nav).setAttribute('aria-current', 'page');
   }
 
@@ -230,6 +231,9 @@
     } else if ((m = /^#\/keys\/([^/]+)$/.exec(h))) {
       showView('detail', 'Key');
       await loadDetail(decodeURIComponent(m[1]));
+    } else if (h === '#/usage') {
+      showView('usage', 'Usage');
+      await loadReport();
     } else if ((m = /^#\/users\/([^/]+)$/.exec(h))) {
       showView('user', 'User');
       await loadUser(decodeURIComponent(m[1]));
@@ -916,6 +920,58 @@
     }
     show($('audit-empty'), r.events.length === 0);
   }
+
+  // ---------- licence report ----------
+
+  function reportQuery(format) {
+    const q = new URLSearchParams();
+    if ($('r-from').value) q.set('from', $('r-from').value);
+    if ($('r-to').value) q.set('to', $('r-to').value);
+    if ($('r-user').value.trim()) q.set('user', $('r-user').value.trim());
+    if (format) q.set('format', format);
+    return q.toString();
+  }
+
+  async function loadReport() {
+    show($('report-error'), false);
+    let r;
+    try {
+      r = await api('GET', '/usage?' + reportQuery(''));
+    } catch (e) {
+      if (e.status === 401) return;
+      $('report-error').textContent = e.message;
+      show($('report-error'), true);
+      return;
+    }
+    const rows = [...r.keys].sort((a, b) => b.requests - a.requests);
+    const top = Math.max(1, ...rows.map((k) => k.requests));
+    $('report-body').replaceChildren(...rows.map((k) => el('tr', {'data-id': k.id},
+      el('td', {}, el('a', {href: '#/keys/' + enc(k.id)}, k.name)),
+      el('td', {}, el('a', {href: '#/users/' + enc(k.user)}, k.user)),
+      el('td', {class: 'num'}, String(k.requests)),
+      el('td', {}, el('span', {class: 'bar-cell', style: null, title: `${k.requests} of ${r.total}`},
+        el('meter', {min: '0', max: String(top), value: String(k.requests)}))))));
+    $('report-total').textContent = `${r.total} requests by ${rows.length} key${rows.length === 1 ? '' : 's'}.`;
+  }
+
+  $('report-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadReport(); });
+  $('r-csv').addEventListener('click', async () => {
+    show($('report-error'), false);
+    try {
+      const key = sessionStorage.getItem(STORE);
+      const res = await fetch(base + '/usage?' + reportQuery('csv'), {headers: {apikey: key}, cache: 'no-store', credentials: 'omit', redirect: 'error'});
+      if (!res.ok) throw new Error((await res.json()).error.message);
+      const url = URL.createObjectURL(await res.blob());
+      const a = el('a', {href: url, download: 'keygate-usage.csv'});
+      document.body.append(a);
+      a.click();
+      a.remove();
+      URL.revokeObjectURL(url);
+    } catch (e) {
+      $('report-error').textContent = e.message;
+      show($('report-error'), true);
+    }
+  });
 
   // ---------- run-as user ----------
 

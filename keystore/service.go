@@ -276,8 +276,9 @@ type Service struct {
 	OnAudit []func(context.Context, AuditEvent)
 }
 
-// Clock returns the service's current time, truncated to the second like
-// every timestamp it stores.
+// Clock returns the service's current time in UTC, not truncated (usage days,
+// licence counts and list filters use it as is); the timestamps the service
+// stores come from now, which truncates it to the second.
 func (s *Service) Clock() time.Time {
 	if s.Now != nil {
 		return s.Now().UTC()

@@ -14,4 +14,7 @@ var (
 	// ErrUnavailable wraps store failures that mean "try later" (network,
 	// closed pool); the handler answers 503 and never fails open.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrInvalidCursor is wrapped by ListKeys and ListAudit for a cursor the
+	// store did not make; the Service answers it with 400.
+	ErrInvalidCursor = errors.New("invalid cursor")
 )

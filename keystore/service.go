@@ -324,11 +324,10 @@ func serviceStoreErr(err error, what string) error {
 	return &ServiceError{Kind: KindUnavailable, Message: "the key store is unavailable; try again later", Err: err}
 }
 
-// cursorErr translates a list error: stores report outages with
-// ErrUnavailable, so any other failure of a call with a cursor is the
-// cursor's fault (stores return plain errors for cursors they did not make).
+// cursorErr translates a list error: a cursor the store did not make
+// (ErrInvalidCursor) is the caller's fault, anything else a store failure.
 func cursorErr(err error, cursor, what string) error {
-	if cursor != "" && KindOf(err) == KindInternal {
+	if errors.Is(err, ErrInvalidCursor) {
 		return &ServiceError{Kind: KindInvalid, Message: fmt.Sprintf("cursor %q is not a cursor this API returned; start without one", cursor), Err: err}
 	}
 	return serviceStoreErr(err, what)

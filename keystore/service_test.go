@@ -645,6 +645,21 @@ func TestStoreErrors(t *testing.T) {
 	}
 }
 
+func TestListCursorErrors(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	local := keystore.LocalActor()
+	f.create(t, local, "U", "assets:read")
+	_, _, err := f.svc.List(t.Context(), local, keystore.ListFilter{Cursor: "!!garbage!!"})
+	wantKind(t, err, keystore.KindInvalid)
+	_, _, err = f.svc.Audit(t.Context(), local, keystore.AuditFilter{Cursor: "!!garbage!!"})
+	wantKind(t, err, keystore.KindInvalid)
+	// A store failure on a call with a cursor is the store's, not the cursor's.
+	f.store.SetFail(errors.New("disk on fire"))
+	_, _, err = f.svc.List(t.Context(), local, keystore.ListFilter{Cursor: "1"})
+	wantKind(t, err, keystore.KindUnavailable)
+}
+
 // orderInvalidator checks, when called, that the store already holds the
 // change: an eviction before the write could be refilled with the old key.
 type orderInvalidator struct {

@@ -56,7 +56,6 @@ var (
 	bucketUserLimits    = []byte("user_limits")
 	metaVersion         = []byte("version")
 	allBuckets          = [][]byte{bucketKeys, bucketDigests, bucketOrder, bucketUsers, bucketAudit, bucketAuditKeys, bucketUsage, bucketBatches, bucketBatchesByTime, bucketMeta, bucketUserLimits}
-	errInvalidCursor    = errors.New("invalid cursor")
 )
 
 // Options configure Open. The zero value is ready to use.
@@ -205,7 +204,7 @@ func parseCursor(c string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(c, 10, 64)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%w %q", errInvalidCursor, c)
+		return 0, fmt.Errorf("%w %q", keystore.ErrInvalidCursor, c)
 	}
 	return n, nil
 }

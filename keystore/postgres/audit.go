@@ -40,7 +40,7 @@ func (s *Store) ListAudit(ctx context.Context, f keystore.AuditFilter) ([]keysto
 	if f.Cursor != "" {
 		n, err := strconv.ParseInt(f.Cursor, 10, 64)
 		if err != nil || n <= 0 {
-			return nil, "", fmt.Errorf("listing audit events: invalid cursor %q", f.Cursor)
+			return nil, "", fmt.Errorf("listing audit events: %w %q", keystore.ErrInvalidCursor, f.Cursor)
 		}
 		before = n
 	}

@@ -258,7 +258,7 @@ func (s *Store) ListKeys(ctx context.Context, f keystore.ListFilter) ([]*keystor
 	if f.Cursor != "" {
 		n, err := strconv.ParseInt(f.Cursor, 10, 64)
 		if err != nil || n < 0 {
-			return nil, "", fmt.Errorf("listing keys: invalid cursor %q", f.Cursor)
+			return nil, "", fmt.Errorf("listing keys: %w %q", keystore.ErrInvalidCursor, f.Cursor)
 		}
 		after = n
 	}

@@ -123,7 +123,7 @@ func (m *Memory) ListKeys(_ context.Context, f keystore.ListFilter) ([]*keystore
 	if f.Cursor != "" {
 		n, err := strconv.Atoi(f.Cursor)
 		if err != nil || n < 0 {
-			return nil, "", fmt.Errorf("bad cursor %q", f.Cursor)
+			return nil, "", fmt.Errorf("%w %q", keystore.ErrInvalidCursor, f.Cursor)
 		}
 		start = n
 	}
@@ -215,8 +215,8 @@ func (m *Memory) ListAudit(_ context.Context, f keystore.AuditFilter) ([]keystor
 	start := len(m.audit) - 1
 	if f.Cursor != "" {
 		n, err := strconv.Atoi(f.Cursor)
-		if err != nil || n < 0 {
-			return nil, "", fmt.Errorf("bad cursor %q", f.Cursor)
+		if err != nil || n < 0 || n >= len(m.audit) {
+			return nil, "", fmt.Errorf("%w %q", keystore.ErrInvalidCursor, f.Cursor)
 		}
 		start = n
 	}

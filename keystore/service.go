@@ -35,7 +35,6 @@ const (
 	maxDescriptionLen = 2000
 	maxUserLen        = 200
 	maxRights         = 100
-	maxAdminPageLimit = 1000
 	maxUsageDays      = 366
 	defaultUsageDays  = 30
 	// MaxGrace bounds the rotation grace: an old secret must not live on
@@ -929,7 +928,7 @@ func (s *Service) revokeCreated(ctx context.Context, a Actor, root string, now t
 		parent := queue[0]
 		queue = queue[1:]
 		for cursor := ""; ; {
-			children, next, err := s.Store.ListKeys(ctx, ListFilter{CreatedBy: parent, Limit: maxAdminPageLimit, Cursor: cursor, Now: now})
+			children, next, err := s.Store.ListKeys(ctx, ListFilter{CreatedBy: parent, Limit: MaxPageSize, Cursor: cursor, Now: now})
 			if err != nil {
 				return n, serviceStoreErr(err, "the keys created by "+parent)
 			}
@@ -1120,8 +1119,8 @@ func (s *Service) List(ctx context.Context, a Actor, f ListFilter) ([]*Key, stri
 		}
 		f.User = a.User
 	}
-	if f.Limit < 0 || f.Limit > maxAdminPageLimit {
-		return nil, "", invalidf("limit must be between 1 and %d, got %d", maxAdminPageLimit, f.Limit)
+	if f.Limit < 0 || f.Limit > MaxPageSize {
+		return nil, "", invalidf("limit must be between 1 and %d, got %d", MaxPageSize, f.Limit)
 	}
 	if f.Status != "" {
 		if _, err := ParseStatus(string(f.Status)); err != nil {
@@ -1241,8 +1240,8 @@ func (s *Service) Audit(ctx context.Context, a Actor, f AuditFilter) ([]AuditEve
 			return nil, "", err
 		}
 	}
-	if f.Limit < 0 || f.Limit > maxAdminPageLimit {
-		return nil, "", invalidf("limit must be between 1 and %d, got %d", maxAdminPageLimit, f.Limit)
+	if f.Limit < 0 || f.Limit > MaxPageSize {
+		return nil, "", invalidf("limit must be between 1 and %d, got %d", MaxPageSize, f.Limit)
 	}
 	events, next, err := s.Store.ListAudit(ctx, f)
 	if err != nil {

@@ -146,6 +146,26 @@ func NewID() (string, error) {
 	return sb.String(), nil
 }
 
+// Page sizes of ListKeys and ListAudit: a Limit of 0 means DefaultPageSize,
+// stores return at most MaxPageSize items (see PageSize), and the Service and
+// the admin API refuse a larger limit.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// PageSize is the number of items a store returns for a filter's Limit:
+// DefaultPageSize for 0 (or less), at most MaxPageSize.
+func PageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return DefaultPageSize
+	case limit > MaxPageSize:
+		return MaxPageSize
+	}
+	return limit
+}
+
 // ListFilter selects keys for Store.ListKeys. Empty fields match all.
 type ListFilter struct {
 	User string
@@ -154,7 +174,7 @@ type ListFilter struct {
 	CreatedBy string
 	Status    Status    // evaluated at Now
 	Now       time.Time // for Status
-	Limit     int       // 1..1000; 0 means 100
+	Limit     int       // 1..MaxPageSize; 0 means DefaultPageSize
 	Cursor    string    // opaque; "" starts at the beginning
 }
 

@@ -209,15 +209,4 @@ func parseCursor(c string) (uint64, error) {
 	return n, nil
 }
 
-// pageLimit applies the default (100) and maximum (1000) page sizes.
-func pageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
-	}
-	return n
-}
-
 var _ keystore.Store = (*Store)(nil)

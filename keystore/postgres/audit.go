@@ -29,13 +29,7 @@ func (s *Store) AppendAudit(ctx context.Context, e keystore.AuditEvent) error {
 // ListAudit implements keystore.Store. The cursor is the sequence number of
 // the last event returned.
 func (s *Store) ListAudit(ctx context.Context, f keystore.AuditFilter) ([]keystore.AuditEvent, string, error) {
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = 100
-	case limit > 1000:
-		limit = 1000
-	}
+	limit := keystore.PageSize(f.Limit)
 	before := int64(math.MaxInt64)
 	if f.Cursor != "" {
 		n, err := strconv.ParseInt(f.Cursor, 10, 64)

@@ -127,10 +127,7 @@ func (m *Memory) ListKeys(_ context.Context, f keystore.ListFilter) ([]*keystore
 		}
 		start = n
 	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 100
-	}
+	limit := keystore.PageSize(f.Limit)
 	var out []*keystore.Key
 	for i := start; i < len(m.keys); i++ {
 		k := m.keys[i]
@@ -220,10 +217,7 @@ func (m *Memory) ListAudit(_ context.Context, f keystore.AuditFilter) ([]keystor
 		}
 		start = n
 	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 100
-	}
+	limit := keystore.PageSize(f.Limit)
 	var out []keystore.AuditEvent
 	for i := start; i >= 0; i-- {
 		e := m.audit[i]

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // usageStore is an in-memory Store holding only usage: AddUsage (idempotent
@@ -578,8 +580,8 @@ func TestMeterPendingUsageAfterFlushInFlight(t *testing.T) {
 		st, p := pendingAfter(t, m, s)
 		done <- result{st, p}
 	}()
-	for s.readCount() == 0 {
-		time.Sleep(time.Millisecond)
+	if err := poll.Until(10*time.Second, "the read reached the store", func() bool { return s.readCount() > 0 }); err != nil {
+		t.Fatal(err)
 	}
 	select {
 	case r := <-done:

@@ -183,7 +183,7 @@ func TestMeterDayRollover(t *testing.T) {
 	t.Parallel()
 	s := newUsageStore()
 	m := NewMeter(s, MeterOptions{})
-	ctx := context.Background()
+	ctx := t.Context()
 	midnight := utcDay(2026, 11, 24)
 
 	m.Count("key_a", midnight.Add(-time.Second))     // Nov 23
@@ -240,7 +240,7 @@ func TestMeterFlushOneBatch(t *testing.T) {
 	t.Parallel()
 	s := newUsageStore()
 	m := NewMeter(s, MeterOptions{})
-	ctx := context.Background()
+	ctx := t.Context()
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
 	if err := m.Flush(ctx); err != nil || s.callCount() != 0 {
@@ -284,7 +284,7 @@ func TestMeterFlushFailureKeepsCounts(t *testing.T) {
 	t.Parallel()
 	s := newUsageStore()
 	m := NewMeter(s, MeterOptions{})
-	ctx := context.Background()
+	ctx := t.Context()
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
 	for range 3 {
@@ -325,7 +325,7 @@ func TestMeterLostAckNotDoubleCounted(t *testing.T) {
 	inner := newUsageStore()
 	s := &lostAckStore{usageStore: inner, lose: 1}
 	m := NewMeter(s, MeterOptions{})
-	ctx := context.Background()
+	ctx := t.Context()
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
 	for range 5 {

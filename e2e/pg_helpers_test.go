@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // pgEnv names the variable holding the test database URL; the Postgres
@@ -103,19 +104,16 @@ func (db *testDB) exec(sql string, args ...any) {
 func (db *testDB) terminate(pid int) {
 	db.t.Helper()
 	db.exec("SELECT pg_terminate_backend($1)", pid)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		gone := true
+	gone := func() bool {
 		for _, b := range db.backends("") {
-			gone = gone && b.PID != pid
+			if b.PID == pid {
+				return false
+			}
 		}
-		if gone {
-			return
-		}
-		if time.Now().After(deadline) {
-			db.t.Fatalf("backend %d still runs 10s after pg_terminate_backend", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return true
+	}
+	if err := poll.Until(10*time.Second, fmt.Sprintf("backend %d gone after pg_terminate_backend", pid), gone); err != nil {
+		db.t.Fatal(err)
 	}
 }
 

@@ -179,7 +179,7 @@ func (p *probe) Write(b []byte) (int, error) {
 
 // fail answers a Service (or request parsing) error.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *apiError
+	var ae *requestError
 	if errors.As(err, &ae) {
 		WriteError(w, ae.status, ae.code, ae.message)
 		return
@@ -220,18 +220,18 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	WriteError(w, status, code, msg)
 }
 
-// apiError is a refusal made by the HTTP layer itself (bad JSON, body too
+// requestError is a refusal made by the HTTP layer itself (bad JSON, body too
 // large, bad query parameter).
-type apiError struct {
+type requestError struct {
 	status  int
 	code    string
 	message string
 }
 
-func (e *apiError) Error() string { return e.message }
+func (e *requestError) Error() string { return e.message }
 
 func badRequest(format string, args ...any) error {
-	return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: fmt.Sprintf(format, args...)}
+	return &requestError{status: http.StatusBadRequest, code: "invalid_request", message: fmt.Sprintf(format, args...)}
 }
 
 // UnauthorizedMessage is the message of every 401: the same whatever the

@@ -97,7 +97,7 @@ func TestCreateKey(t *testing.T) {
 			t.Fatalf("GET body contains the secret")
 		}
 		// Stored one-way.
-		k, err := e.store.LookupDigest(context.Background(), keystore.DigestOf(secret))
+		k, err := e.store.LookupDigest(t.Context(), keystore.DigestOf(secret))
 		if err != nil || k.ID != id {
 			t.Fatalf("got %v, %v, want key %s by digest", k, err, id)
 		}
@@ -146,7 +146,7 @@ func TestCreateKeyErrors(t *testing.T) {
 			}
 		})
 	}
-	if n, _ := e.store.CountActive(context.Background(), t0); n != 0 {
+	if n, _ := e.store.CountActive(t.Context(), t0); n != 0 {
 		t.Fatalf("got %d keys stored after refusals, want 0", n)
 	}
 }
@@ -165,7 +165,7 @@ func TestImportKey(t *testing.T) {
 		if _, ok := r.obj["key"]; ok || bytes.Contains(r.body, []byte(strong)) {
 			t.Fatalf("import answer shows the key: %s", r.body)
 		}
-		if k, err := e.store.LookupDigest(context.Background(), keystore.DigestOf(strong)); err != nil || k.ID != r.str("id") {
+		if k, err := e.store.LookupDigest(t.Context(), keystore.DigestOf(strong)); err != nil || k.ID != r.str("id") {
 			t.Fatalf("imported key not found by digest: %v", err)
 		}
 		r = e.do(&adminKey, "POST", "/keys/import", `{"name":"legacy","user":"U","rights":["assets:read"],"sha256":"`+digest+`"}`).
@@ -441,7 +441,7 @@ func TestRevokeUser(t *testing.T) {
 			t.Fatalf("got %s, want {\"revoked\":2}", r.body)
 		}
 		for i, s := range secrets {
-			k, err := e.store.LookupDigest(context.Background(), keystore.DigestOf(s))
+			k, err := e.store.LookupDigest(t.Context(), keystore.DigestOf(s))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -472,7 +472,7 @@ func TestRevokeLeaked(t *testing.T) {
 		if !reflect.DeepEqual(r.obj, map[string]any{"revoked": float64(2)}) {
 			t.Fatalf("got %s, want {\"revoked\":2}", r.body)
 		}
-		k3, _ := e.store.LookupDigest(context.Background(), keystore.DigestOf(s3))
+		k3, _ := e.store.LookupDigest(t.Context(), keystore.DigestOf(s3))
 		if k3.RevokedAt != nil {
 			t.Fatal("an unreported key was revoked")
 		}
@@ -496,7 +496,7 @@ func TestUsage(t *testing.T) {
 		r, _ := e.create(&local, `{"name":"n","user":"U","rights":["assets:read"]}`)
 		id := r.str("id")
 		today := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
-		if err := e.store.AddUsage(context.Background(), "batch-1", []keystore.UsageDelta{
+		if err := e.store.AddUsage(t.Context(), "batch-1", []keystore.UsageDelta{
 			{KeyID: id, Day: today, Requests: 100, LastUsed: t0},
 			{KeyID: id, Day: today.AddDate(0, 0, -2), Requests: 7, LastUsed: t0},
 		}); err != nil {
@@ -608,7 +608,7 @@ func TestLicenseRace(t *testing.T) {
 		if !reflect.DeepEqual(counts, want) {
 			t.Fatalf("got %v, want %v", counts, want)
 		}
-		if n, _ := e.store.CountActive(context.Background(), t0); n != limit {
+		if n, _ := e.store.CountActive(t.Context(), t0); n != limit {
 			t.Fatalf("got %d active keys, want %d", n, limit)
 		}
 	})

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -67,12 +66,12 @@ func TestSelfServiceEscalation(t *testing.T) {
 		}
 		// Nothing changed.
 		for _, id := range []string{mineID, widerID, otherID} {
-			k, err := e.store.GetKey(context.Background(), id)
+			k, err := e.store.GetKey(t.Context(), id)
 			if err != nil || k.RevokedAt != nil {
 				t.Fatalf("key %s: got %v revoked %v, want untouched", id, err, k.RevokedAt)
 			}
 		}
-		if n, _ := e.store.CountActive(context.Background(), t0); n != 3 {
+		if n, _ := e.store.CountActive(t.Context(), t0); n != 3 {
 			t.Fatalf("got %d keys, want the 3 made by the test", n)
 		}
 
@@ -163,7 +162,7 @@ func TestAuditTrail(t *testing.T) {
 			{"revoke_leaked", func() string {
 				body, _ := json.Marshal(map[string]any{"keys": []string{imported}})
 				e.do(&adminKey, "POST", "/keys/revoke-leaked", string(body)).want(t, 200, "")
-				k, err := e.store.LookupDigest(context.Background(), keystore.DigestOf(imported))
+				k, err := e.store.LookupDigest(t.Context(), keystore.DigestOf(imported))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -193,7 +192,7 @@ func TestAuditTrail(t *testing.T) {
 		}
 		all := e.do(&adminKey, "GET", "/audit?limit=1000", "").want(t, http.StatusOK, "")
 		// Everything the store holds, raw, must be free of secrets too.
-		raw, _, err := e.store.ListAudit(context.Background(), keystore.AuditFilter{Limit: 1000})
+		raw, _, err := e.store.ListAudit(t.Context(), keystore.AuditFilter{Limit: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}

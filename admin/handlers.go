@@ -80,8 +80,8 @@ func limitParam(s string) (int, error) {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 1000 {
-		return 0, badRequest("limit %q must be a whole number from 1 to 1000", s)
+	if err != nil || n < 1 || n > keystore.MaxPageSize {
+		return 0, badRequest("limit %q must be a whole number from 1 to %d", s, keystore.MaxPageSize)
 	}
 	return n, nil
 }

@@ -158,7 +158,7 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: "invalid_request",
+		return nil, &requestError{status: http.StatusRequestEntityTooLarge, code: "invalid_request",
 			message: fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit)}
 	case err != nil:
 		return nil, badRequest("reading the request body failed")

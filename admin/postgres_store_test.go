@@ -2,56 +2,34 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/postgres"
 )
 
-// With KEYGATE_TEST_DATABASE_URL set (CI sets it), every HTTP test also runs
-// against the Postgres store, each in a schema of its own.
+// Every HTTP test also runs against the Postgres store, each in a schema of
+// its own; that row skips, saying why, when KEYGATE_TEST_DATABASE_URL is
+// unset (CI sets it).
 func init() {
-	dsn := os.Getenv("KEYGATE_TEST_DATABASE_URL")
-	if dsn == "" {
-		return
-	}
 	stores = append(stores, struct {
 		name string
 		open func(t *testing.T) keystore.Store
-	}{"postgres", func(t *testing.T) keystore.Store { return openPostgres(t, dsn) }})
+	}{"postgres", openPostgres})
 }
 
-func openPostgres(t *testing.T, dsn string) keystore.Store {
+func openPostgres(t *testing.T) keystore.Store {
 	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "kgadmin_" + hex.EncodeToString(b[:])
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	schema := pgtest.Schema(t, "kgadmin") // dropped after the store is closed
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	s, err := postgres.Open(ctx, dsn, postgres.Options{Schema: schema, MaxConns: 4})
+	s, err := postgres.Open(ctx, pgtest.DSN(t), postgres.Options{Schema: schema, MaxConns: 4})
 	if err != nil {
 		t.Fatalf("opening postgres store: %v", err)
 	}
-	t.Cleanup(func() {
-		s.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
+	t.Cleanup(func() { s.Close() })
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("migrating postgres store: %v", err)
 	}

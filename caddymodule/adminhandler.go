@@ -28,8 +28,8 @@ type AdminHandler struct {
 	// does not start with it (e.g. under handle_path) is routed as is.
 	Mount string `json:"mount,omitempty"`
 
-	app *App
-	ex  extractor
+	app       *App
+	extractor extractor
 }
 
 // CaddyModule returns the Caddy module information.
@@ -51,7 +51,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		h.Mount = "/keygate"
 	}
 	h.Mount = "/" + strings.Trim(h.Mount, "/")
-	h.ex = h.KeySources.extractor()
+	h.extractor = h.KeySources.extractor()
 	return nil
 }
 
@@ -91,7 +91,7 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		return nil
 	}
 	var ex extraction
-	h.ex.extract(r, &ex)
+	h.extractor.extract(r, &ex)
 	v := h.app.judge(r, &ex, &adminPolicy)
 	if v.Outcome != keystore.Allowed {
 		return h.app.refuse(w, r, &v)

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -428,37 +426,34 @@ func durationArg(d *caddyfile.Dispenser, opt string) (caddy.Duration, error) {
 	return caddy.Duration(dur), nil
 }
 
-// ParseRate parses "100/1m" (limit per Go duration).
+// ParseRate parses "100/1m" (limit per Go duration) with
+// keystore.ParseRateText.
 func ParseRate(s string) (*RateConfig, error) {
-	l, p, ok := strings.Cut(s, "/")
-	n, err := strconv.ParseInt(l, 10, 64)
-	if !ok || err != nil || n <= 0 {
-		return nil, errRate(s)
+	r, err := keystore.ParseRateText(s)
+	if err != nil {
+		return nil, &caddyfileErr{"rate " + strconv.Quote(s) + " must look like 100/1m (a positive count, a slash, a Go duration)", err}
 	}
-	per, err := time.ParseDuration(p)
-	if err != nil || per <= 0 {
-		return nil, errRate(s)
-	}
-	return &RateConfig{Limit: n, Per: caddy.Duration(per)}, nil
+	return &RateConfig{Limit: r.Limit, Per: caddy.Duration(r.Per)}, nil
 }
 
-// ParseQuota parses "10000/month" or "500/day".
+// ParseQuota parses "10000/month" or "500/day" with keystore.ParseQuotaText.
 func ParseQuota(s string) (*QuotaConfig, error) {
-	l, p, ok := strings.Cut(s, "/")
-	n, err := strconv.ParseInt(l, 10, 64)
-	if !ok || err != nil || n <= 0 || (p != "day" && p != "month") {
-		return nil, &caddyfileErr{"quota " + strconv.Quote(s) + " must look like 10000/month or 500/day"}
+	q, err := keystore.ParseQuotaText(s)
+	if err != nil {
+		return nil, &caddyfileErr{"quota " + strconv.Quote(s) + " must look like 10000/month or 500/day", err}
 	}
-	return &QuotaConfig{Limit: n, Period: p}, nil
+	return &QuotaConfig{Limit: q.Limit, Period: q.Period}, nil
 }
 
-type caddyfileErr struct{ msg string }
+// caddyfileErr is a Caddyfile value refused: msg shows the form expected,
+// err is the parser's reason.
+type caddyfileErr struct {
+	msg string
+	err error
+}
 
 func (e *caddyfileErr) Error() string { return e.msg }
-
-func errRate(s string) error {
-	return &caddyfileErr{"rate " + strconv.Quote(s) + " must look like 100/1m (a positive count, a slash, a Go duration)"}
-}
+func (e *caddyfileErr) Unwrap() error { return e.err }
 
 // parseHandler parses the apikey handler directive:
 //

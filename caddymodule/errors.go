@@ -13,9 +13,10 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
-// apiError is a docs/design.md §1 error: the status, a stable code and the message
-// for the client. The message never says why a key was refused.
-type apiError struct {
+// refusal is an error answer of the request path (docs/design.md §1): the
+// status, a stable code and the message for the client. The message never
+// says why a key was refused.
+type refusal struct {
 	status  int
 	code    string
 	message string
@@ -33,44 +34,44 @@ var (
 	hdrJSON            = []string{"application/json"}[:1:1]
 )
 
-func (e *apiError) prepared() *apiError {
+func (e *refusal) prepared() *refusal {
 	e.codeAny = e.code
 	e.length = []string{strconv.Itoa(len(e.body))}[:1:1]
 	return e
 }
 
-func newAPIError(status int, code, message string) *apiError {
-	e := &apiError{status: status, code: code, message: message}
+func newRefusal(status int, code, message string) *refusal {
+	e := &refusal{status: status, code: code, message: message}
 	e.body = errorBody(e)
 	return e.prepared()
 }
 
-func (e *apiError) Error() string { return e.code + ": " + e.message }
+func (e *refusal) Error() string { return e.code + ": " + e.message }
 
 // The errors of the request path, rendered once: no allocation to refuse.
 var (
-	errUnauthorized = (&apiError{status: http.StatusUnauthorized, code: "invalid_api_key", message: admin.UnauthorizedMessage,
+	errUnauthorized = (&refusal{status: http.StatusUnauthorized, code: "invalid_api_key", message: admin.UnauthorizedMessage,
 		body: admin.UnauthorizedBody}).prepared() // the admin API's 401, byte for byte: every 401 is identical
-	errUnavailable = newAPIError(http.StatusServiceUnavailable, "store_unavailable", "the key store is unavailable; try again shortly")
+	errUnavailable = newRefusal(http.StatusServiceUnavailable, "store_unavailable", "the key store is unavailable; try again shortly")
 	// errTooManyFailures answers clients that sent too many invalid keys.
-	errTooManyFailures = newAPIError(http.StatusTooManyRequests, "rate_limited", "too many requests with invalid API keys from this client; retry later")
-	errRateLimited     = newAPIError(http.StatusTooManyRequests, "rate_limited", "rate limit exceeded for this API key; retry later")
-	errQuotaExceeded   = newAPIError(http.StatusTooManyRequests, "quota_exceeded", "quota exhausted for this API key in the current period")
-	errForbiddenRead   = newAPIError(http.StatusForbidden, "forbidden", "this API key has no read access to this path")
-	errForbiddenWrite  = newAPIError(http.StatusForbidden, "forbidden", "this API key has no write access to this path")
-	errNoCredential    = newAPIError(http.StatusForbidden, "forbidden", "no upstream credential is configured for this key's user")
-	errNotAdmin        = newAPIError(http.StatusForbidden, "forbidden", "this API key has no admin rights (keys:admin or keys:self)")
-	errForbiddenAddr   = newAPIError(http.StatusForbidden, "forbidden", "this API key may not be used from this client address")
+	errTooManyFailures = newRefusal(http.StatusTooManyRequests, "rate_limited", "too many requests with invalid API keys from this client; retry later")
+	errRateLimited     = newRefusal(http.StatusTooManyRequests, "rate_limited", "rate limit exceeded for this API key; retry later")
+	errQuotaExceeded   = newRefusal(http.StatusTooManyRequests, "quota_exceeded", "quota exhausted for this API key in the current period")
+	errForbiddenRead   = newRefusal(http.StatusForbidden, "forbidden", "this API key has no read access to this path")
+	errForbiddenWrite  = newRefusal(http.StatusForbidden, "forbidden", "this API key has no write access to this path")
+	errNoCredential    = newRefusal(http.StatusForbidden, "forbidden", "no upstream credential is configured for this key's user")
+	errNotAdmin        = newRefusal(http.StatusForbidden, "forbidden", "this API key has no admin rights (keys:admin or keys:self)")
+	errForbiddenAddr   = newRefusal(http.StatusForbidden, "forbidden", "this API key may not be used from this client address")
 	// The GraphQL refusals; the Gate's message replaces these defaults.
-	errInvalidRequest   = newAPIError(http.StatusBadRequest, "invalid_request", "the GraphQL request cannot be judged")
-	errMethodNotAllowed = newAPIError(http.StatusMethodNotAllowed, "method_not_allowed", "a mutation must be sent with POST, not GET")
-	errTooLarge         = newAPIError(http.StatusRequestEntityTooLarge, "request_too_large", "the GraphQL request body is larger than this endpoint accepts")
+	errInvalidRequest   = newRefusal(http.StatusBadRequest, "invalid_request", "the GraphQL request cannot be judged")
+	errMethodNotAllowed = newRefusal(http.StatusMethodNotAllowed, "method_not_allowed", "a mutation must be sent with POST, not GET")
+	errTooLarge         = newRefusal(http.StatusRequestEntityTooLarge, "request_too_large", "the GraphQL request body is larger than this endpoint accepts")
 	// errInvalidPath's message is replaced by the reason the path was refused.
-	errInvalidPath = newAPIError(http.StatusBadRequest, "invalid_path", "the request path is read differently by keygate and common backends")
+	errInvalidPath = newRefusal(http.StatusBadRequest, "invalid_path", "the request path is read differently by keygate and common backends")
 )
 
 // outcomeErrors is the answer to each refusing outcome of the Gate.
-var outcomeErrors = [keystore.NumOutcomes]*apiError{
+var outcomeErrors = [keystore.NumOutcomes]*refusal{
 	keystore.InvalidKey:       errUnauthorized,
 	keystore.TooManyFailures:  errTooManyFailures,
 	keystore.ForbiddenRead:    errForbiddenRead,
@@ -89,7 +90,7 @@ var outcomeErrors = [keystore.NumOutcomes]*apiError{
 }
 
 // errorBody renders {"error":{"code":…,"message":…}}.
-func errorBody(e *apiError) []byte {
+func errorBody(e *refusal) []byte {
 	b, _ := json.Marshal(map[string]any{"error": map[string]string{"code": e.code, "message": e.message}})
 	return append(b, '\n')
 }
@@ -100,7 +101,7 @@ func errorBody(e *apiError) []byte {
 // ({http.error.status_code}, {http.error.message}; the code is in
 // {apikey.error_code}); otherwise the documented default JSON body is written
 // here, since Caddy's default error response has no body.
-func fail(w http.ResponseWriter, r *http.Request, e *apiError, retryAfter time.Duration) error {
+func fail(w http.ResponseWriter, r *http.Request, e *refusal, retryAfter time.Duration) error {
 	h := w.Header()
 	if e.status == http.StatusUnauthorized {
 		h["Www-Authenticate"] = hdrWWWAuthenticate

@@ -50,8 +50,8 @@ type Handler struct {
 	// the handler accepts only keys that list none. Others get the 401.
 	Environment string `json:"environment,omitempty"`
 
-	app *App
-	ex  extractor
+	app       *App
+	extractor extractor
 	// policy holds this handler's options and this config's default
 	// limits (the Limiter is shared across reloads and must not keep the
 	// first config's).
@@ -79,7 +79,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		DefaultQuota:      app.defaultQuota(),
 		Environment:       h.Environment,
 	}
-	h.ex = h.KeySources.extractor()
+	h.extractor = h.KeySources.extractor()
 	paths, err := pathOptions(h.AllowPathChars)
 	if err != nil {
 		return err
@@ -123,7 +123,7 @@ func (h *Handler) Validate() error {
 // refusal or scrub the key, set the placeholders and call next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	var ex extraction
-	h.ex.extract(r, &ex)
+	h.extractor.extract(r, &ex)
 	v := h.app.judge(r, &ex, &h.policy)
 	if v.Outcome != keystore.Allowed {
 		return h.app.refuse(w, r, &v)
@@ -139,7 +139,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// The Gate judged exactly these bytes; the backend gets them.
 		r.Body = io.NopCloser(bytes.NewReader(v.Body))
 	}
-	h.ex.scrub(r, &ex)
+	h.extractor.scrub(r, &ex)
 	if up := r.Header["Upgrade"]; up != nil {
 		stripH2C(r.Header, up)
 	}
@@ -196,7 +196,7 @@ func (a *App) refuse(w http.ResponseWriter, r *http.Request, v *keystore.Verdict
 	}
 	e := outcomeErrors[v.Outcome]
 	if v.Message != "" {
-		e = newAPIError(e.status, e.code, v.Message)
+		e = newRefusal(e.status, e.code, v.Message)
 	}
 	return fail(w, r, e, v.RetryAfter)
 }

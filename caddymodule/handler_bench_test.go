@@ -111,7 +111,7 @@ func newBenchRig(tb testing.TB, o benchOptions) *benchRig {
 		// benchmark sends millions of bad keys from one client.
 		failures: keystore.NewFailureLimiter(1<<40, time.Minute, 0)}
 	app.gate = &keystore.Gate{Auth: auth, Areas: areas, Limiter: limiter, Meter: meter, Failures: app.failures, Credentials: app.creds}
-	h := &Handler{app: app, ex: KeySources{}.extractor()}
+	h := &Handler{app: app, extractor: KeySources{}.extractor()}
 	return &benchRig{h: h, store: store, key: secret}
 }
 

@@ -46,8 +46,8 @@ func TestEveryOutcomeCountedOnce(t *testing.T) {
 	if err := app.areas.AddGraphQL(ep, 64); err != nil {
 		t.Fatal(err)
 	}
-	strict := &Handler{app: app, ex: rig.h.ex, policy: keystore.Policy{RequireCredential: true}}
-	adm := &AdminHandler{app: app, ex: rig.h.ex, Mount: "/keygate"}
+	strict := &Handler{app: app, extractor: rig.h.extractor, policy: keystore.Policy{RequireCredential: true}}
+	adm := &AdminHandler{app: app, extractor: rig.h.extractor, Mount: "/keygate"}
 
 	type step struct {
 		name    string

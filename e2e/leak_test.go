@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -469,7 +469,6 @@ func keyID(t *testing.T, in *instance, name string) string {
 // test skips when KEYGATE_TEST_DATABASE_URL is unset.
 type sweepDB struct {
 	t      *testing.T
-	base   string
 	name   string
 	dsn    string
 	target string // host:port of the server
@@ -477,41 +476,19 @@ type sweepDB struct {
 
 func newSweepDB(t *testing.T) *sweepDB {
 	t.Helper()
-	base := os.Getenv("KEYGATE_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("KEYGATE_TEST_DATABASE_URL is not set; example: postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	}
+	base := pgtest.DSN(t)
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("KEYGATE_TEST_DATABASE_URL: %v", err)
+		t.Fatalf("%s: %v", pgtest.Env, err)
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	db := &sweepDB{t: t, base: base, name: "kg_sweep_" + hex.EncodeToString(b[:])}
-	db.admin("CREATE DATABASE " + pgx.Identifier{db.name}.Sanitize())
-	t.Cleanup(func() { db.admin("DROP DATABASE IF EXISTS " + pgx.Identifier{db.name}.Sanitize() + " WITH (FORCE)") })
-	u.Path = "/" + db.name
-	db.dsn = u.String()
+	db := &sweepDB{t: t}
+	db.name, db.dsn = pgtest.Database(t, "kg_sweep")
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
 		port = "5432"
 	}
 	db.target = net.JoinHostPort(host, port)
 	return db
-}
-
-func (db *sweepDB) admin(sql string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, db.base)
-	if err != nil {
-		db.t.Errorf("connecting to KEYGATE_TEST_DATABASE_URL: %v", err)
-		return
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		db.t.Errorf("%s: %v", sql, err)
-	}
 }
 
 // dsnVia is the database's DSN with host:port replaced by addr.

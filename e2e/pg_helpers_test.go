@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,11 +17,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // pgEnv names the variable holding the test database URL; the Postgres
 // end-to-end tests skip when it is unset.
-const pgEnv = "KEYGATE_TEST_DATABASE_URL"
+const pgEnv = pgtest.Env
 
 // pgDSNEnv is the variable the rendered Caddyfiles read the DSN from, so the
 // tests also exercise the {env.*} placeholder of `storage postgres`.
@@ -49,35 +49,12 @@ type testDB struct {
 // any instance using it is started, so it runs after they have stopped.
 func newTestDB(t *testing.T) *testDB {
 	t.Helper()
-	base := os.Getenv(pgEnv)
-	if base == "" {
-		t.Skipf("%s is not set; example: postgres://postgres@127.0.0.1:5432/test?sslmode=disable", pgEnv)
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+	base := pgtest.DSN(t)
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("%s must be a postgres:// URL for the end-to-end tests", pgEnv)
 	}
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	db := &testDB{t: t, name: "kg_e2e_" + hex.EncodeToString(b[:]), admin: base}
-	db.exec("CREATE DATABASE " + pgx.Identifier{db.name}.Sanitize())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("connecting to drop database %s: %v", db.name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db.name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("dropping database %s: %v", db.name, err)
-		}
-	})
-	u.Path = "/" + db.name
-	db.dsn = u.String()
+	db := &testDB{t: t, admin: base}
+	db.name, db.dsn = pgtest.Database(t, "kg_e2e")
 	return db
 }
 
@@ -127,19 +104,16 @@ func (db *testDB) exec(sql string, args ...any) {
 func (db *testDB) terminate(pid int) {
 	db.t.Helper()
 	db.exec("SELECT pg_terminate_backend($1)", pid)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		gone := true
+	gone := func() bool {
 		for _, b := range db.backends("") {
-			gone = gone && b.PID != pid
+			if b.PID == pid {
+				return false
+			}
 		}
-		if gone {
-			return
-		}
-		if time.Now().After(deadline) {
-			db.t.Fatalf("backend %d still runs 10s after pg_terminate_backend", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return true
+	}
+	if err := poll.Until(10*time.Second, fmt.Sprintf("backend %d gone after pg_terminate_backend", pid), gone); err != nil {
+		db.t.Fatal(err)
 	}
 }
 

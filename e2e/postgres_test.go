@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/poll"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -100,8 +101,9 @@ func TestPostgresRevocationPropagates(t *testing.T) {
 		k := a.createKey(fields)
 		waitStatus(t, c, url, k.Key, 200, 10*time.Second) // B caches the key
 		h := startHammer(c, url, k.Key, 2)
-		for h.ok.Load() < 5 {
-			time.Sleep(time.Millisecond)
+		if err := poll.Until(10*time.Second, "five requests with the key answered 200", func() bool { return h.ok.Load() >= 5 }); err != nil {
+			h.stop()
+			t.Fatal(err)
 		}
 		action := "revoke"
 		var code int

@@ -2,16 +2,11 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -20,42 +15,9 @@ import (
 // when the test ends, and returns its DSN.
 func usageDatabase(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("KEYGATE_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("KEYGATE_TEST_DATABASE_URL is not set; example: postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "kg_usage_" + hex.EncodeToString(b[:])
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", "KEYGATE_TEST_DATABASE_URL", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("creating database %s: %v", name, err)
-	}
-	// Registered before the instances' stop, so it runs after them.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("connecting to drop database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("dropping database %s: %v", name, err)
-		}
-	})
-	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + name
-		return u.String()
-	}
-	return base + " dbname=" + name // key=value form: the last setting wins
+	// Created before the instances start, so it is dropped after they stop.
+	_, dsn := pgtest.Database(t, "kg_usage")
+	return dsn
 }
 
 // usageOnPostgres turns a standard render into one storing in Postgres at dsn.

@@ -73,7 +73,7 @@ func newAuthFixture(t *testing.T) (*Authenticator, *lookupStore, *testClock, str
 func TestAuthenticatorCachesHitsAndMisses(t *testing.T) {
 	t.Parallel()
 	a, store, _, key := newAuthFixture(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	p, err := a.Authenticate(ctx, key)
 	if err != nil || p.Key.ID != "key_1" || p.Rights.Level("assets") != LevelRead || p.Vars.User != "MXINTADM" {
 		t.Fatalf("got %+v %v, want key_1 with assets:read", p, err)
@@ -106,7 +106,7 @@ func TestAuthenticatorCachesHitsAndMisses(t *testing.T) {
 func TestAuthenticatorInvalidate(t *testing.T) {
 	t.Parallel()
 	a, store, clock, key := newAuthFixture(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := a.Authenticate(ctx, key); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestAuthenticatorInvalidate(t *testing.T) {
 func TestAuthenticatorExpiryAndGrace(t *testing.T) {
 	t.Parallel()
 	a, store, clock, key := newAuthFixture(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	newKey, _ := GenerateKey("kg")
 	grace := clock.Now().Add(10 * time.Second)
 	expires := clock.Now().Add(20 * time.Second)
@@ -171,7 +171,7 @@ func TestAuthenticatorExpiryAndGrace(t *testing.T) {
 func TestAuthenticatorStoreDown(t *testing.T) {
 	t.Parallel()
 	a, store, clock, key := newAuthFixture(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := a.Authenticate(ctx, key); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestAuthenticatorStoreDown(t *testing.T) {
 func TestAuthenticatorReconfigure(t *testing.T) {
 	t.Parallel()
 	a, store, clock, key := newAuthFixture(t) // refresh_after 1m, max_stale 1m
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := a.Authenticate(ctx, key); err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,7 @@ func TestAuthenticatorStaleServedWhileStoreHangs(t *testing.T) {
 	// A deadline of an hour: were the stale key's refresh synchronous, the
 	// test would hang rather than pass.
 	a, store, clock, key := newHangingFixture(t, AuthOptions{LookupTimeout: time.Hour})
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := a.Authenticate(ctx, key); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestAuthenticatorStaleServedWhileStoreHangs(t *testing.T) {
 func TestAuthenticatorPastMaxStaleTimesOut(t *testing.T) {
 	t.Parallel()
 	a, store, clock, key := newHangingFixture(t, AuthOptions{LookupTimeout: 20 * time.Millisecond})
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := a.Authenticate(ctx, key); err != nil {
 		t.Fatal(err)
 	}

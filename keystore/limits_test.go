@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // limitHarness is a Limiter with a Meter and a usage store, plus the
@@ -643,8 +645,8 @@ func TestLimiterQuotaReadDuringFlushInFlight(t *testing.T) {
 		t.Fatalf("refresh trigger: got %d remaining, want 6", r)
 	}
 	m.Count(k.ID, now.Add(2*time.Second))
-	for s.readCount() == reads { // the refresh has read the batch
-		time.Sleep(time.Millisecond)
+	if err := poll.Until(10*time.Second, "the refresh read the batch", func() bool { return s.readCount() != reads }); err != nil {
+		t.Fatal(err)
 	}
 	close(g.release)
 	if err := <-flushed; err != nil {

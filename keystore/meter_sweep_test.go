@@ -15,7 +15,7 @@ func TestMeterSweepDropsIdleFlushedEntries(t *testing.T) {
 	t.Parallel()
 	s := newUsageStore()
 	m := NewMeter(s, MeterOptions{IdleAfter: time.Minute})
-	ctx := context.Background()
+	ctx := t.Context()
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
 	m.Count("key_flushed", now)
@@ -120,7 +120,7 @@ func TestMeterFlushBoundedBatches(t *testing.T) {
 	t.Parallel()
 	s := newUsageStore()
 	m := NewMeter(s, MeterOptions{MaxBatch: 10})
-	ctx := context.Background()
+	ctx := t.Context()
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	for i := range 25 {
 		m.Count(fmt.Sprintf("key_%02d", i), now)
@@ -327,7 +327,7 @@ func TestMemoryBoundedByCacheSize(t *testing.T) {
 	defer a.Close()
 	m := NewMeter(usage, MeterOptions{IdleAfter: time.Minute})
 	lim := NewLimiter(LimiterOptions{Store: usage, Meter: m, IdleAfter: time.Minute})
-	ctx := context.Background()
+	ctx := t.Context()
 	base := liveHeap() // the store's 100,000 keys included
 
 	// Bounds (docs/performance.md): 0.9 KB a cached key plus 4.4 MB of

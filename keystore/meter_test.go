@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/poll"
 )
 
 // usageStore is an in-memory Store holding only usage: AddUsage (idempotent
@@ -181,7 +183,7 @@ func TestMeterDayRollover(t *testing.T) {
 	t.Parallel()
 	s := newUsageStore()
 	m := NewMeter(s, MeterOptions{})
-	ctx := context.Background()
+	ctx := t.Context()
 	midnight := utcDay(2026, 11, 24)
 
 	m.Count("key_a", midnight.Add(-time.Second))     // Nov 23
@@ -238,7 +240,7 @@ func TestMeterFlushOneBatch(t *testing.T) {
 	t.Parallel()
 	s := newUsageStore()
 	m := NewMeter(s, MeterOptions{})
-	ctx := context.Background()
+	ctx := t.Context()
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
 	if err := m.Flush(ctx); err != nil || s.callCount() != 0 {
@@ -282,7 +284,7 @@ func TestMeterFlushFailureKeepsCounts(t *testing.T) {
 	t.Parallel()
 	s := newUsageStore()
 	m := NewMeter(s, MeterOptions{})
-	ctx := context.Background()
+	ctx := t.Context()
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
 	for range 3 {
@@ -323,7 +325,7 @@ func TestMeterLostAckNotDoubleCounted(t *testing.T) {
 	inner := newUsageStore()
 	s := &lostAckStore{usageStore: inner, lose: 1}
 	m := NewMeter(s, MeterOptions{})
-	ctx := context.Background()
+	ctx := t.Context()
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 
 	for range 5 {
@@ -578,8 +580,8 @@ func TestMeterPendingUsageAfterFlushInFlight(t *testing.T) {
 		st, p := pendingAfter(t, m, s)
 		done <- result{st, p}
 	}()
-	for s.readCount() == 0 {
-		time.Sleep(time.Millisecond)
+	if err := poll.Until(10*time.Second, "the read reached the store", func() bool { return s.readCount() > 0 }); err != nil {
+		t.Fatal(err)
 	}
 	select {
 	case r := <-done:

@@ -321,7 +321,7 @@ func TestSelfServiceCannotOutgrowItsCreator(t *testing.T) {
 }
 
 func TestRevokeCascadeFinishesOnRetry(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	self, parent := f.selfActor(t, "ME", keystore.KeySpec{})
 	child, _, err := f.svc.Create(ctx, self, keystore.KeySpec{Name: "child", User: "ME", Rights: []string{"assets:read"}})
@@ -346,7 +346,7 @@ func TestRevokeCascadeFinishesOnRetry(t *testing.T) {
 }
 
 func TestMaxKeysPerUser(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	f.svc.MaxKeysPerUser = 2
 	f.create(t, keystore.LocalActor(), "ME", "assets:read")
@@ -363,7 +363,7 @@ func TestMaxKeysPerUser(t *testing.T) {
 }
 
 func TestPatchPolicy(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	k, _ := f.create(t, keystore.LocalActor(), "ME", "assets:read")
 	got, err := f.svc.Update(ctx, keystore.LocalActor(), k.ID, keystore.KeyPatch{

@@ -252,7 +252,7 @@ func TestAuthorization(t *testing.T) {
 
 func TestSelfServiceScope(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	local := keystore.LocalActor()
 	self := actor(t, "key_self", "ME", "keys:self", "assets:write")
@@ -375,7 +375,7 @@ func TestRotate(t *testing.T) {
 
 func TestRevoke(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	k, secret := f.create(t, keystore.LocalActor(), "U", "assets:read")
 	r1, err := f.svc.Revoke(ctx, keystore.LocalActor(), k.ID)
@@ -406,7 +406,7 @@ func TestRevoke(t *testing.T) {
 
 func TestRevokeUserAndLeaked(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	local := keystore.LocalActor()
 	a1, _ := f.create(t, local, "A", "assets:read")
@@ -486,7 +486,7 @@ func TestImport(t *testing.T) {
 
 func TestLicense(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	f.svc.License = 2
 	local := keystore.LocalActor()
@@ -521,7 +521,7 @@ func TestLicense(t *testing.T) {
 
 func TestUpdate(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	local := keystore.LocalActor()
 	k, secret, err := f.svc.Create(ctx, local, keystore.KeySpec{Name: "a", User: "U", Rights: []string{"assets:read"},
@@ -574,7 +574,7 @@ func TestUpdate(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	local := keystore.LocalActor()
 	k, _ := f.create(t, local, "U", "assets:read")
@@ -607,7 +607,7 @@ func TestUsage(t *testing.T) {
 
 func TestLastUsedIncludesPending(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	local := keystore.LocalActor()
 	k, _ := f.create(t, local, "U", "assets:read")
@@ -646,7 +646,7 @@ func TestLastUsedIncludesPending(t *testing.T) {
 
 func TestStoreErrors(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	k, _ := f.create(t, keystore.LocalActor(), "U", "assets:read")
 	f.store.SetFail(fmt.Errorf("dial tcp: %w", keystore.ErrUnavailable))
@@ -658,6 +658,21 @@ func TestStoreErrors(t *testing.T) {
 	if strings.Contains(err.(*keystore.ServiceError).Message, "fire") {
 		t.Fatalf("got client message %q, want the cause kept out of it", err.(*keystore.ServiceError).Message)
 	}
+}
+
+func TestListCursorErrors(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	local := keystore.LocalActor()
+	f.create(t, local, "U", "assets:read")
+	_, _, err := f.svc.List(t.Context(), local, keystore.ListFilter{Cursor: "!!garbage!!"})
+	wantKind(t, err, keystore.KindInvalid)
+	_, _, err = f.svc.Audit(t.Context(), local, keystore.AuditFilter{Cursor: "!!garbage!!"})
+	wantKind(t, err, keystore.KindInvalid)
+	// A store failure on a call with a cursor is the store's, not the cursor's.
+	f.store.SetFail(errors.New("disk on fire"))
+	_, _, err = f.svc.List(t.Context(), local, keystore.ListFilter{Cursor: "1"})
+	wantKind(t, err, keystore.KindUnavailable)
 }
 
 // orderInvalidator checks, when called, that the store already holds the
@@ -723,7 +738,7 @@ func TestFormatDuration(t *testing.T) {
 
 func TestAuditHasNoSecrets(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	local := keystore.LocalActor()
 	k, s1 := f.create(t, local, "U", "assets:read")

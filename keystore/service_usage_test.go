@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/poll"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -93,8 +94,8 @@ func TestUsageConsistentWithFlush(t *testing.T) {
 		<-h.entered // 3 stored and 3 still pending
 		got := make(chan int64)
 		go func() { got <- usageToday(t, f, id) }()
-		for s.reads.Load() == 0 {
-			time.Sleep(time.Millisecond)
+		if err := poll.Until(10*time.Second, "the usage read reached the store", func() bool { return s.reads.Load() > 0 }); err != nil {
+			t.Fatal(err)
 		}
 		close(h.release)
 		if err := <-flushed; err != nil {

@@ -54,7 +54,7 @@ func (s *Service) userInfo(ctx context.Context, user string) (UserInfo, error) {
 // eachKeyOfUser calls fn with every key of user (of status, if set).
 func (s *Service) eachKeyOfUser(ctx context.Context, user string, status Status, fn func(*Key)) error {
 	for cursor := ""; ; {
-		keys, next, err := s.Store.ListKeys(ctx, ListFilter{User: user, Status: status, Now: s.Clock(), Limit: maxAdminPageLimit, Cursor: cursor})
+		keys, next, err := s.Store.ListKeys(ctx, ListFilter{User: user, Status: status, Now: s.Clock(), Limit: MaxPageSize, Cursor: cursor})
 		if err != nil {
 			return serviceStoreErr(err, "the keys of user "+user)
 		}

@@ -80,16 +80,16 @@ func newAdminClient(adminAddr string) (*adminClient, error) {
 	return c, nil
 }
 
-// apiError is a refusal from the admin API: a status of 400 or more, with
+// responseError is a refusal from the admin API: a status of 400 or more, with
 // the documented {"error":{"code","message"}} body when the keygate handler
 // answered, or Caddy's own {"error":"..."} when it did not get that far.
-type apiError struct {
+type responseError struct {
 	Status  int
 	Code    string
 	Message string
 }
 
-func (e *apiError) Error() string {
+func (e *responseError) Error() string {
 	switch {
 	case e.Code != "":
 		return fmt.Sprintf("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
@@ -100,9 +100,9 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
 }
 
-// parseAPIError builds an apiError from an error response.
-func parseAPIError(status int, body []byte) *apiError {
-	e := &apiError{Status: status}
+// parseResponseError builds an responseError from an error response.
+func parseResponseError(status int, body []byte) *responseError {
+	e := &responseError{Status: status}
 	var envelope struct {
 		Error json.RawMessage `json:"error"`
 	}
@@ -131,7 +131,7 @@ func parseAPIError(status int, body []byte) *apiError {
 
 // do sends one request to the admin API. path is below the admin endpoint
 // (e.g. "/apikey/keys"); in, when not nil, is sent as JSON. It returns the
-// body of a 2xx response, an *apiError for a refusal, or an error saying
+// body of a 2xx response, an *responseError for a refusal, or an error saying
 // the endpoint could not be reached.
 func (c *adminClient) do(ctx context.Context, method, path string, query url.Values, in any) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -171,7 +171,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, query url.Val
 		return nil, fmt.Errorf("reading response from %s %s: %v", method, path, err)
 	}
 	if resp.StatusCode >= 400 {
-		return nil, parseAPIError(resp.StatusCode, b)
+		return nil, parseResponseError(resp.StatusCode, b)
 	}
 	if resp.StatusCode >= 300 {
 		return nil, fmt.Errorf("unexpected HTTP %d from the admin endpoint", resp.StatusCode)

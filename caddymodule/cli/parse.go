@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/keystore"
 )
 
 // The rate and quota objects of docs/design.md §2, as the admin API sends them.
@@ -19,55 +19,37 @@ type (
 	quotaLimit = admin.Quota
 )
 
-// parseRate parses --rate: "<requests>/<Go duration>", e.g. "100/1m". A
-// bare unit ("100/s") means one of it.
+// parseRate parses --rate: "<requests>/<Go duration>", e.g. "100/1m", with
+// keystore.ParseRateText. Spaces are trimmed and a bare unit ("100/s") means
+// one of it.
 func parseRate(s string) (*rateLimit, error) {
-	n, per, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return nil, fmt.Errorf("invalid --rate %q: want <requests>/<duration>, e.g. 100/1m", s)
+	text, per := strings.TrimSpace(s), ""
+	if n, p, ok := strings.Cut(text, "/"); ok {
+		n, per = strings.TrimSpace(n), strings.TrimSpace(p)
+		if _, err := time.ParseDuration(per); err != nil && per != "" && !unicode.IsDigit(rune(per[0])) {
+			per = "1" + per // a bare unit: 100/s
+		}
+		text = n + "/" + per
 	}
-	limit, err := parseLimit(n)
+	r, err := keystore.ParseRateText(text)
 	if err != nil {
 		return nil, fmt.Errorf("invalid --rate %q: %v", s, err)
 	}
-	per = strings.TrimSpace(per)
-	d, err := time.ParseDuration(per)
-	if err != nil && per != "" && !unicode.IsDigit(rune(per[0])) {
-		per = "1" + per
-		d, err = time.ParseDuration(per)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("invalid --rate %q: the period must be a duration such as 1s, 1m or 1h", s)
-	}
-	if d <= 0 {
-		return nil, fmt.Errorf("invalid --rate %q: the period must be positive", s)
-	}
-	return &rateLimit{Limit: limit, Per: per}, nil
+	return &rateLimit{Limit: r.Limit, Per: per}, nil
 }
 
-// parseQuota parses --quota: "<requests>/day" or "<requests>/month".
+// parseQuota parses --quota: "<requests>/day" or "<requests>/month", in any
+// case.
 func parseQuota(s string) (*quotaLimit, error) {
-	n, period, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return nil, fmt.Errorf("invalid --quota %q: want <requests>/day or <requests>/month, e.g. 10000/month", s)
+	text := strings.TrimSpace(s)
+	if n, p, ok := strings.Cut(text, "/"); ok {
+		text = strings.TrimSpace(n) + "/" + strings.ToLower(strings.TrimSpace(p))
 	}
-	limit, err := parseLimit(n)
+	q, err := keystore.ParseQuotaText(text)
 	if err != nil {
 		return nil, fmt.Errorf("invalid --quota %q: %v", s, err)
 	}
-	period = strings.ToLower(strings.TrimSpace(period))
-	if period != "day" && period != "month" {
-		return nil, fmt.Errorf("invalid --quota %q: the period must be day or month", s)
-	}
-	return &quotaLimit{Limit: limit, Period: period}, nil
-}
-
-func parseLimit(s string) (int64, error) {
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("the request count must be a positive whole number")
-	}
-	return n, nil
+	return &quotaLimit{Limit: q.Limit, Period: q.Period}, nil
 }
 
 // parseRights splits --rights "assets:read,workorders:write". Whether an

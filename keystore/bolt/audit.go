@@ -56,7 +56,7 @@ func (s *Store) ListAudit(ctx context.Context, f keystore.AuditFilter) ([]keysto
 	if err != nil {
 		return nil, "", fmt.Errorf("listing audit events: %w", err)
 	}
-	limit := pageLimit(f.Limit)
+	limit := keystore.PageSize(f.Limit)
 	events := []keystore.AuditEvent{}
 	var next string
 	err = s.view(func(tx *bbolt.Tx) error {

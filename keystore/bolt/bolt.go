@@ -56,7 +56,6 @@ var (
 	bucketUserLimits    = []byte("user_limits")
 	metaVersion         = []byte("version")
 	allBuckets          = [][]byte{bucketKeys, bucketDigests, bucketOrder, bucketUsers, bucketAudit, bucketAuditKeys, bucketUsage, bucketBatches, bucketBatchesByTime, bucketMeta, bucketUserLimits}
-	errInvalidCursor    = errors.New("invalid cursor")
 )
 
 // Options configure Open. The zero value is ready to use.
@@ -205,20 +204,9 @@ func parseCursor(c string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(c, 10, 64)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%w %q", errInvalidCursor, c)
+		return 0, fmt.Errorf("%w %q", keystore.ErrInvalidCursor, c)
 	}
 	return n, nil
-}
-
-// pageLimit applies the default (100) and maximum (1000) page sizes.
-func pageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
-	}
-	return n
 }
 
 var _ keystore.Store = (*Store)(nil)

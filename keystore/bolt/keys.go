@@ -303,7 +303,7 @@ func (s *Store) ListKeys(ctx context.Context, f keystore.ListFilter) ([]*keystor
 	if err != nil {
 		return nil, "", fmt.Errorf("listing keys: %w", err)
 	}
-	limit := pageLimit(f.Limit)
+	limit := keystore.PageSize(f.Limit)
 	keys := []*keystore.Key{}
 	var next string
 	err = s.view(func(tx *bbolt.Tx) error {

@@ -29,18 +29,12 @@ func (s *Store) AppendAudit(ctx context.Context, e keystore.AuditEvent) error {
 // ListAudit implements keystore.Store. The cursor is the sequence number of
 // the last event returned.
 func (s *Store) ListAudit(ctx context.Context, f keystore.AuditFilter) ([]keystore.AuditEvent, string, error) {
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = 100
-	case limit > 1000:
-		limit = 1000
-	}
+	limit := keystore.PageSize(f.Limit)
 	before := int64(math.MaxInt64)
 	if f.Cursor != "" {
 		n, err := strconv.ParseInt(f.Cursor, 10, 64)
 		if err != nil || n <= 0 {
-			return nil, "", fmt.Errorf("listing audit events: invalid cursor %q", f.Cursor)
+			return nil, "", fmt.Errorf("listing audit events: %w %q", keystore.ErrInvalidCursor, f.Cursor)
 		}
 		before = n
 	}

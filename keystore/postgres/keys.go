@@ -247,18 +247,12 @@ func (s *Store) LookupDigest(ctx context.Context, d keystore.Digest) (*keystore.
 // ListKeys implements keystore.Store. Keys come in creation order; the
 // cursor is the position of the last key returned.
 func (s *Store) ListKeys(ctx context.Context, f keystore.ListFilter) ([]*keystore.Key, string, error) {
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = 100
-	case limit > 1000:
-		limit = 1000
-	}
+	limit := keystore.PageSize(f.Limit)
 	var after int64
 	if f.Cursor != "" {
 		n, err := strconv.ParseInt(f.Cursor, 10, 64)
 		if err != nil || n < 0 {
-			return nil, "", fmt.Errorf("listing keys: invalid cursor %q", f.Cursor)
+			return nil, "", fmt.Errorf("listing keys: %w %q", keystore.ErrInvalidCursor, f.Cursor)
 		}
 		after = n
 	}

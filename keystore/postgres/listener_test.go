@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/keygate/keygate/internal/poll"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/postgres"
 )
@@ -38,12 +39,8 @@ func (s *seen) count(d keystore.Digest) int {
 // waitFor polls cond until it holds or within passes.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := poll.Until(within, what, cond); err != nil {
+		t.Fatal(err)
 	}
 }
 

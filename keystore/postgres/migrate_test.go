@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -123,7 +122,7 @@ func TestClosedStoreUnavailable(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, postgres.Options{})
 	s.Close()
-	if _, err := s.GetKey(context.Background(), "key_x"); !errors.Is(err, keystore.ErrUnavailable) {
+	if _, err := s.GetKey(t.Context(), "key_x"); !errors.Is(err, keystore.ErrUnavailable) {
 		t.Errorf("GetKey after Close: got %v, want ErrUnavailable", err)
 	}
 }

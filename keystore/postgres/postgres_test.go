@@ -2,56 +2,27 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/postgres"
 	"github.com/keygate/keygate/keystore/storetest"
 )
 
-const dsnEnv = "KEYGATE_TEST_DATABASE_URL"
-
 // testDSN returns the test database URL or skips the test.
 func testDSN(tb testing.TB) string {
 	tb.Helper()
-	dsn := os.Getenv(dsnEnv)
-	if dsn == "" {
-		tb.Skipf("%s is not set; example: postgres://postgres@127.0.0.1:5432/test?sslmode=disable", dsnEnv)
-	}
-	return dsn
+	return pgtest.DSN(tb)
 }
 
 // newSchema returns a fresh schema name, dropped when the test ends.
 func newSchema(tb testing.TB) string {
 	tb.Helper()
-	dsn := testDSN(tb)
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		tb.Fatal(err)
-	}
-	schema := "kgtest_" + hex.EncodeToString(b[:])
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			tb.Errorf("connecting to drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			tb.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	return schema
+	return pgtest.Schema(tb, "kgtest")
 }
 
 // openStore opens a store on schema without migrating it; it is closed

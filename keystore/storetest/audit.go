@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -168,7 +169,9 @@ func testAuditEmptyAndBadCursor(t *testing.T, newStore func(t *testing.T) keysto
 		t.Errorf("ListAudit on an empty log: got %d events, next %q, error %v, want none, \"\", nil", len(events), next, err)
 	}
 	auditFixture(t, s)
-	if events, _, err := s.ListAudit(t.Context(), keystore.AuditFilter{Cursor: "!!not a cursor!!"}); err == nil {
-		t.Errorf("ListAudit with a garbage cursor: got %d events and no error, want an error", len(events))
+	for _, c := range badCursors {
+		if events, _, err := s.ListAudit(t.Context(), keystore.AuditFilter{Cursor: c}); !errors.Is(err, keystore.ErrInvalidCursor) {
+			t.Errorf("ListAudit with cursor %q: got %d events, error %v, want an error wrapping keystore.ErrInvalidCursor", c, len(events), err)
+		}
 	}
 }

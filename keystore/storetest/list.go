@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -226,7 +227,12 @@ func testListKeysEmpty(t *testing.T, newStore func(t *testing.T) keystore.Store)
 func testListKeysBadCursor(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 	s := newStore(t)
 	createKeys(t, s, 2, "u", "k", base)
-	if keys, _, err := s.ListKeys(t.Context(), keystore.ListFilter{Cursor: "!!not a cursor!!"}); err == nil {
-		t.Errorf("ListKeys with a garbage cursor: got %d keys and no error, want an error", len(keys))
+	for _, c := range badCursors {
+		if keys, _, err := s.ListKeys(t.Context(), keystore.ListFilter{Cursor: c}); !errors.Is(err, keystore.ErrInvalidCursor) {
+			t.Errorf("ListKeys with cursor %q: got %d keys, error %v, want an error wrapping keystore.ErrInvalidCursor", c, len(keys), err)
+		}
 	}
 }
+
+// badCursors are cursors no store makes.
+var badCursors = []string{"!!not a cursor!!", "-1", "1x", " 1"}

@@ -123,14 +123,11 @@ func (m *Memory) ListKeys(_ context.Context, f keystore.ListFilter) ([]*keystore
 	if f.Cursor != "" {
 		n, err := strconv.Atoi(f.Cursor)
 		if err != nil || n < 0 {
-			return nil, "", fmt.Errorf("bad cursor %q", f.Cursor)
+			return nil, "", fmt.Errorf("%w %q", keystore.ErrInvalidCursor, f.Cursor)
 		}
 		start = n
 	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 100
-	}
+	limit := keystore.PageSize(f.Limit)
 	var out []*keystore.Key
 	for i := start; i < len(m.keys); i++ {
 		k := m.keys[i]
@@ -215,15 +212,12 @@ func (m *Memory) ListAudit(_ context.Context, f keystore.AuditFilter) ([]keystor
 	start := len(m.audit) - 1
 	if f.Cursor != "" {
 		n, err := strconv.Atoi(f.Cursor)
-		if err != nil || n < 0 {
-			return nil, "", fmt.Errorf("bad cursor %q", f.Cursor)
+		if err != nil || n < 0 || n >= len(m.audit) {
+			return nil, "", fmt.Errorf("%w %q", keystore.ErrInvalidCursor, f.Cursor)
 		}
 		start = n
 	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 100
-	}
+	limit := keystore.PageSize(f.Limit)
 	var out []keystore.AuditEvent
 	for i := start; i >= 0; i-- {
 		e := m.audit[i]

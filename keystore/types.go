@@ -1,26 +1,14 @@
+// The records a Store keeps (keys, audit events, usage, user limits) and the
+// filters that select them.
+
 package keystore
 
 import (
 	"crypto/rand"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
-)
-
-// Sentinel errors. Stores translate their driver errors to these at the
-// boundary so callers never see pgx or bbolt types.
-var (
-	ErrNotFound         = errors.New("not found")
-	ErrConflict         = errors.New("conflict")
-	ErrLicenseExhausted = errors.New("license exhausted")
-	// ErrUserKeysExhausted: the key's user already holds
-	// CreateLimits.MaxActivePerUser active keys.
-	ErrUserKeysExhausted = errors.New("the user holds the most active keys allowed")
-	// ErrUnavailable wraps store failures that mean "try later" (network,
-	// closed pool); the handler answers 503 and never fails open.
-	ErrUnavailable = errors.New("store unavailable")
 )
 
 // Status of a key, always derived from its timestamps.
@@ -172,6 +160,26 @@ func NewID() (string, error) {
 	return sb.String(), nil
 }
 
+// Page sizes of ListKeys and ListAudit: a Limit of 0 means DefaultPageSize,
+// stores return at most MaxPageSize items (see PageSize), and the Service and
+// the admin API refuse a larger limit.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// PageSize is the number of items a store returns for a filter's Limit:
+// DefaultPageSize for 0 (or less), at most MaxPageSize.
+func PageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return DefaultPageSize
+	case limit > MaxPageSize:
+		return MaxPageSize
+	}
+	return limit
+}
+
 // ListFilter selects keys for Store.ListKeys. Empty fields match all.
 type ListFilter struct {
 	User string
@@ -180,7 +188,7 @@ type ListFilter struct {
 	CreatedBy string
 	Status    Status    // evaluated at Now
 	Now       time.Time // for Status
-	Limit     int       // 1..1000; 0 means 100
+	Limit     int       // 1..MaxPageSize; 0 means DefaultPageSize
 	Cursor    string    // opaque; "" starts at the beginning
 }
 

@@ -1,0 +1,182 @@
+package keystore
+
+import (
+	"context"
+	"time"
+)
+
+// ---- reads ----
+
+// Get returns key id.
+func (s *Service) Get(ctx context.Context, a Actor, id string) (*Key, error) {
+	if err := s.mayManage(a); err != nil {
+		return nil, err
+	}
+	k, err := s.Store.GetKey(ctx, id)
+	if err != nil {
+		return nil, serviceStoreErr(err, "key "+id)
+	}
+	if err := mayRead(a, k); err != nil {
+		return nil, err
+	}
+	s.withPendingLastUse(k)
+	return k, nil
+}
+
+// withPendingLastUse moves LastUsedAt forward to this instance's latest
+// unflushed request, so "last used" is exact before the next flush.
+func (s *Service) withPendingLastUse(k *Key) {
+	if s.Pending == nil {
+		return
+	}
+	for _, u := range s.Pending.PendingUsage(k.ID) {
+		if u.LastUsed.IsZero() || (k.LastUsedAt != nil && !u.LastUsed.After(*k.LastUsedAt)) {
+			continue
+		}
+		t := u.LastUsed.UTC().Truncate(time.Second)
+		k.LastUsedAt = &t
+	}
+}
+
+// List returns a page of keys and the next cursor ("" at the end). A
+// keys:self actor sees only the keys of its own user.
+func (s *Service) List(ctx context.Context, a Actor, f ListFilter) ([]*Key, string, error) {
+	if err := s.mayManage(a); err != nil {
+		return nil, "", err
+	}
+	if !a.admin() {
+		if f.User != "" && f.User != a.User {
+			return nil, "", forbiddenf("keys:self may only list keys of its own user %q", a.User)
+		}
+		f.User = a.User
+	}
+	if f.Limit < 0 || f.Limit > MaxPageSize {
+		return nil, "", invalidf("limit must be between 1 and %d, got %d", MaxPageSize, f.Limit)
+	}
+	if f.Status != "" {
+		if _, err := ParseStatus(string(f.Status)); err != nil {
+			return nil, "", &ServiceError{Kind: KindInvalid, Message: err.Error()}
+		}
+	}
+	f.Now = s.Clock()
+	keys, next, err := s.Store.ListKeys(ctx, f)
+	if err != nil {
+		return nil, "", cursorErr(err, f.Cursor, "key list")
+	}
+	for _, k := range keys {
+		s.withPendingLastUse(k)
+	}
+	return keys, next, nil
+}
+
+// ParseDay parses a YYYY-MM-DD day (UTC).
+func ParseDay(field, v string) (time.Time, error) {
+	t, err := time.Parse(time.DateOnly, v)
+	if err != nil {
+		return t, invalidf("%s %q is not a day such as 2026-11-23 (YYYY-MM-DD)", field, v)
+	}
+	return t, nil
+}
+
+// Usage returns the requests of key id per UTC day in [from, to], every day
+// included (zero when idle), the stored totals plus this instance's
+// unflushed counts, read consistently with each other when Pending is a
+// Meter (see Meter.PendingUsageAfter). Zero from/to mean the last 30 days up
+// to today.
+func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.Time) ([]DayUsage, error) {
+	if _, err := s.Get(ctx, a, id); err != nil {
+		return nil, err
+	}
+	today := startOfDayUTC(s.Clock())
+	if to.IsZero() {
+		to = today
+	}
+	if from.IsZero() {
+		from = to.AddDate(0, 0, -(defaultUsageDays - 1))
+	}
+	from, to = startOfDayUTC(from), startOfDayUTC(to)
+	if from.After(to) {
+		return nil, invalidf("from %s is after to %s", from.Format(time.DateOnly), to.Format(time.DateOnly))
+	}
+	if to.Sub(from) >= maxUsageDays*24*time.Hour {
+		return nil, invalidf("the range %s to %s is longer than %d days", from.Format(time.DateOnly), to.Format(time.DateOnly), maxUsageDays)
+	}
+	var stored []DayUsage
+	read := func(ctx context.Context) (err error) {
+		stored, err = s.Store.Usage(ctx, id, from, to)
+		return err
+	}
+	// Reading the store and then the pending counts separately would miss
+	// the counts of a flush committing in between (in neither) and count
+	// twice a batch the store committed but has not acknowledged (in
+	// both): a Meter reads its pending counts consistently with the store.
+	var pending []UsageDelta
+	var err error
+	if p, ok := s.Pending.(interface {
+		PendingUsageAfter(ctx context.Context, keyID string, from, to time.Time, read func(context.Context) error) ([]UsageDelta, error)
+	}); ok {
+		pending, err = p.PendingUsageAfter(ctx, id, from, to, read)
+	} else if err = read(ctx); err == nil && s.Pending != nil {
+		pending = s.Pending.PendingUsage(id)
+	}
+	if err != nil {
+		return nil, serviceStoreErr(err, "usage of key "+id)
+	}
+	counts := map[time.Time]int64{}
+	for _, u := range stored {
+		counts[startOfDayUTC(u.Day)] += u.Requests
+	}
+	for _, u := range pending {
+		d := startOfDayUTC(u.Day)
+		if !d.Before(from) && !d.After(to) {
+			counts[d] += u.Requests
+		}
+	}
+	var out []DayUsage
+	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
+		out = append(out, DayUsage{Day: d, Requests: counts[d]})
+	}
+	return out, nil
+}
+
+func startOfDayUTC(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// LicenseStatus reports the licence limit and the keys active now (the
+// method cannot be called License: that is the field).
+func (s *Service) LicenseStatus(ctx context.Context, a Actor) (LicenseInfo, error) {
+	if err := s.mayManage(a); err != nil {
+		return LicenseInfo{}, err
+	}
+	n, err := s.Store.CountActive(ctx, s.Clock())
+	if err != nil {
+		return LicenseInfo{}, serviceStoreErr(err, "active keys")
+	}
+	return LicenseInfo{Limit: s.License, InUse: n}, nil
+}
+
+// Audit returns audit events, newest first, and the next cursor. keys:self
+// may read only the events of one of its own keys (f.KeyID required).
+func (s *Service) Audit(ctx context.Context, a Actor, f AuditFilter) ([]AuditEvent, string, error) {
+	if err := s.mayManage(a); err != nil {
+		return nil, "", err
+	}
+	if !a.admin() {
+		if f.KeyID == "" {
+			return nil, "", forbiddenf("keys:self may read the audit log only of its own keys; give ?key=<id>")
+		}
+		if _, err := s.Get(ctx, a, f.KeyID); err != nil {
+			return nil, "", err
+		}
+	}
+	if f.Limit < 0 || f.Limit > MaxPageSize {
+		return nil, "", invalidf("limit must be between 1 and %d, got %d", MaxPageSize, f.Limit)
+	}
+	events, next, err := s.Store.ListAudit(ctx, f)
+	if err != nil {
+		return nil, "", cursorErr(err, f.Cursor, "audit log")
+	}
+	return events, next, nil
+}

@@ -71,6 +71,9 @@ type Options struct {
 	Logger *zap.Logger
 	// OnResult is called after every attempt with "delivered" or "failed".
 	OnResult func(result string)
+	// OnPending is called with the number of undelivered deliveries in the
+	// store after every poll.
+	OnPending func(n int64)
 }
 
 // Notifier enqueues events and delivers them. Audit is its Service.OnAudit
@@ -312,6 +315,9 @@ func (n *Notifier) deliverLoop(ctx context.Context) {
 func (n *Notifier) countPending(ctx context.Context) {
 	if _, total, err := n.o.Store.ListDeliveries(ctx, keystore.DeliveryPending, 1); err == nil {
 		n.pending.Store(int64(total))
+		if n.o.OnPending != nil {
+			n.o.OnPending(int64(total))
+		}
 	}
 }
 

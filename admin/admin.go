@@ -112,6 +112,7 @@ func New(cfg Config) http.Handler {
 	h.handle("DELETE /users/{user}/limits", h.deleteUserLimits)
 	h.handle("GET /license", h.license)
 	h.handle("GET /audit", h.audit)
+	h.handle("GET /events", h.events)
 	h.handle("GET /areas", h.areas)
 	h.handle("GET /whoami", h.whoami)
 	h.patterns["GET /openapi.json"] = true

@@ -367,13 +367,13 @@ func (n *Notifier) deliver(ctx context.Context, d keystore.Delivery) {
 			n.o.Logger.Error("webhook delivered but not recorded; it will be sent again", zap.String("delivery_id", d.ID), zap.Error(merr))
 		}
 		n.result("delivered")
-		n.o.Logger.Debug("webhook delivered", zap.String("delivery_id", d.ID), zap.String("type", d.Type), zap.String("target", redactURL(d.Target)))
+		n.o.Logger.Debug("webhook delivered", zap.String("delivery_id", d.ID), zap.String("type", d.Type), zap.String("target", RedactURL(d.Target)))
 		return
 	}
 	n.result("failed")
 	wait := Backoff(d.Attempts+1, n.o.MinBackoff, n.o.MaxBackoff)
 	n.o.Logger.Warn("webhook delivery failed; retrying", zap.String("delivery_id", d.ID), zap.String("type", d.Type),
-		zap.String("target", redactURL(d.Target)), zap.Int("attempt", d.Attempts+1), zap.Duration("retry_in", wait), zap.Error(err))
+		zap.String("target", RedactURL(d.Target)), zap.Int("attempt", d.Attempts+1), zap.Duration("retry_in", wait), zap.Error(err))
 	n.reschedule(ctx, d, n.now().Add(wait), err.Error())
 }
 

@@ -68,25 +68,25 @@ func (t *Target) expiringWithin() time.Duration {
 func (t *Target) Validate() error {
 	u, err := url.Parse(t.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("notify %q: the URL must be an absolute http or https URL", redactURL(t.URL))
+		return fmt.Errorf("notify %q: the URL must be an absolute http or https URL", RedactURL(t.URL))
 	}
 	if t.Secret == "" {
-		return fmt.Errorf("notify %s: a secret is required (secret {env.WEBHOOK_SECRET}); receivers verify the signature with it", redactURL(t.URL))
+		return fmt.Errorf("notify %s: a secret is required (secret {env.WEBHOOK_SECRET}); receivers verify the signature with it", RedactURL(t.URL))
 	}
 	for _, e := range t.Events {
 		if !slices.Contains(EventTypes, e) {
-			return fmt.Errorf("notify %s: event %q is unknown; known events: %s", redactURL(t.URL), e, strings.Join(EventTypes, ", "))
+			return fmt.Errorf("notify %s: event %q is unknown; known events: %s", RedactURL(t.URL), e, strings.Join(EventTypes, ", "))
 		}
 	}
 	if t.ExpiringWithin < 0 {
-		return fmt.Errorf("notify %s: expiring_within must not be negative", redactURL(t.URL))
+		return fmt.Errorf("notify %s: expiring_within must not be negative", RedactURL(t.URL))
 	}
 	return nil
 }
 
-// redactURL drops the user info and query of a URL, which may hold a
+// RedactURL drops the user info and query of a URL, which may hold a
 // credential, for logs and errors.
-func redactURL(s string) string {
+func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparseable URL)"

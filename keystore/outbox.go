@@ -71,6 +71,8 @@ type Outbox interface {
 	MarkDelivered(ctx context.Context, id string, at time.Time) error
 	// RescheduleDelivery records a failed attempt of delivery id: Attempts
 	// grows by one, LastError is set and the delivery is due again at next.
+	// An empty lastErr hands a claimed delivery back unsent: only NextAt
+	// changes.
 	RescheduleDelivery(ctx context.Context, id string, next time.Time, lastErr string) error
 	// ReleaseDedupe frees a Dedupe value, so the next delivery enqueued
 	// with it is stored (a condition that ended and may come back).

@@ -174,8 +174,11 @@ func (s *Store) MarkDelivered(ctx context.Context, id string, at time.Time) erro
 // RescheduleDelivery implements keystore.Store.
 func (s *Store) RescheduleDelivery(ctx context.Context, id string, next time.Time, lastErr string) error {
 	err := s.changeDelivery(id, func(tx *bbolt.Tx, seq []byte, r *deliveryRecord) error {
-		r.Attempts++
-		r.NextAt, r.LastError = next.UTC(), lastErr
+		r.NextAt = next.UTC()
+		if lastErr != "" {
+			r.Attempts++
+			r.LastError = lastErr
+		}
 		return putDelivery(tx.Bucket(bucketOutbox), seq, r)
 	})
 	if err != nil {

@@ -340,8 +340,11 @@ func (n *Notifier) DeliverDue(ctx context.Context) (int, error) {
 	sendCtx := context.WithoutCancel(ctx)
 	for i, d := range ds {
 		if i > 0 && ctx.Err() != nil {
-			// Stopping: the rest stay claimed until their lease ends, then
-			// another instance or the next config sends them.
+			// Stopping: hand the rest back unsent, due at once, for
+			// another instance or the next config.
+			for _, r := range ds[i:] {
+				n.reschedule(sendCtx, r, n.now(), "")
+			}
 			break
 		}
 		n.deliver(sendCtx, d)

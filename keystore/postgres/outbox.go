@@ -131,7 +131,9 @@ func (s *Store) MarkDelivered(ctx context.Context, id string, at time.Time) erro
 
 // RescheduleDelivery implements keystore.Store.
 func (s *Store) RescheduleDelivery(ctx context.Context, id string, next time.Time, lastErr string) error {
-	err := s.changeDelivery(ctx, id, `UPDATE webhook_outbox SET attempts = attempts + 1, next_at = $2, last_error = $3
+	err := s.changeDelivery(ctx, id, `UPDATE webhook_outbox SET next_at = $2,
+		attempts = attempts + CASE WHEN $3 = '' THEN 0 ELSE 1 END,
+		last_error = CASE WHEN $3 = '' THEN last_error ELSE $3 END
 		WHERE id = $1 AND delivered_at IS NULL`, next, lastErr)
 	if err != nil {
 		return fmt.Errorf("rescheduling delivery %s: %w", id, err)

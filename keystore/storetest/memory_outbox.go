@@ -117,8 +117,11 @@ func (m *Memory) RescheduleDelivery(_ context.Context, id string, next time.Time
 		return fmt.Errorf("delivery %s: %w", id, keystore.ErrNotFound)
 	}
 	if d.DeliveredAt == nil {
-		d.Attempts++
-		d.NextAt, d.LastError = next.UTC(), lastErr
+		d.NextAt = next.UTC()
+		if lastErr != "" {
+			d.Attempts++
+			d.LastError = lastErr
+		}
 	}
 	return nil
 }

@@ -122,6 +122,10 @@ func testOutboxReschedule(t *testing.T, newStore func(t *testing.T) keystore.Sto
 	if err := s.RescheduleDelivery(t.Context(), "dlv_1", at(20*time.Minute), "connection refused"); err != nil {
 		t.Fatalf("RescheduleDelivery: %v", err)
 	}
+	// Handed back unsent: due at once, no attempt counted, the error kept.
+	if err := s.RescheduleDelivery(t.Context(), "dlv_1", at(20*time.Minute), ""); err != nil {
+		t.Fatalf("RescheduleDelivery without an error: %v", err)
+	}
 	if err := s.RescheduleDelivery(t.Context(), "dlv_missing", at(0), "x"); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("RescheduleDelivery of an unknown id: got %v, want ErrNotFound", err)
 	}

@@ -245,6 +245,23 @@ func TestWebhooksDeliveredSignedThroughOutageAndRestart(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Metrics of the restarted process: its deliveries, and nothing pending
+	// once its deliverer has polled again.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		_, samples := parseMetrics(scrape(t, in))
+		delivered, _ := metricValue(samples, "keygate_webhook_deliveries_total", map[string]string{"result": "delivered"})
+		_, hasFailed := metricValue(samples, "keygate_webhook_deliveries_total", map[string]string{"result": "failed"})
+		left, hasPending := metricValue(samples, "keygate_webhook_pending", nil)
+		if delivered >= 4 && hasFailed && hasPending && left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics: delivered %v (want ≥ 4: the outage's three and the marker), failed present %v, pending %v %v (want 0)",
+				delivered, hasFailed, left, hasPending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestWebhooksTwoInstancesPostgres: two instances on one database deliver

@@ -454,3 +454,33 @@ func TestLicenseThreshold(t *testing.T) {
 		t.Fatalf("dropped below 90 %% and back: %d license.threshold, want 2", n)
 	}
 }
+
+func TestUserQuotaThreshold(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, notify.Options{})
+	f.create(t, keystore.KeySpec{Name: "a", User: "U"})
+	f.create(t, keystore.KeySpec{Name: "b", User: "U"})
+	if err := f.store.SetUserLimits(t.Context(), "U", keystore.UserLimits{Quota: &keystore.Quota{Limit: 100, Period: "month"}}); err != nil {
+		t.Fatalf("SetUserLimits: %v", err)
+	}
+	err := f.store.AddUsage(t.Context(), "b1", []keystore.UsageDelta{{KeyID: keystore.UserUsageID("U"), Day: t0.Truncate(24 * time.Hour), Requests: 85, LastUsed: t0}})
+	if err != nil {
+		t.Fatalf("AddUsage: %v", err)
+	}
+	for range 2 {
+		if err := f.n.Scan(t.Context()); err != nil {
+			t.Fatalf("Scan: %v", err)
+		}
+	}
+	f.deliver(t)
+	var got []map[string]any
+	for _, e := range f.rcv.events(t) {
+		if e["type"] == notify.EventQuotaThreshold {
+			got = append(got, e)
+		}
+	}
+	if len(got) != 1 || got[0]["user"] != "U" || got[0]["percent"] != 80.0 || got[0]["used"] != 85.0 || got[0]["key"] != nil ||
+		got[0]["period_start"] != "2026-11-01T00:00:00Z" {
+		t.Fatalf("user quota at 85 of 100 a month: got %v, want one quota.threshold of user U at 80 %%, used 85, no key, period from 2026-11-01", got)
+	}
+}

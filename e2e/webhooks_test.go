@@ -342,3 +342,49 @@ func readLog(in *instance) string {
 	b, _ := os.ReadFile(filepath.Join(in.dir, "keygate.log"))
 	return string(b)
 }
+
+// TestWebhooksThresholds: requests through the proxy take a key's quota to
+// 80 % and 100 %, and keys take the licence to 90 %: each is told once.
+func TestWebhooksThresholds(t *testing.T) {
+	rcv := newWebhookReceiver(t)
+	be := newBackend(t)
+	in := start(t, standard(be, "license 3\n\t\t"+webhookConfig(rcv), ""), "KG_WEBHOOK_SECRET="+webhookSecret)
+	k := in.createKey(map[string]any{"name": "metered", "user": "MXINTADM", "rights": []string{"assets:read"},
+		"quota": map[string]any{"limit": 5, "period": "day"}})
+	asset := in.siteURL + "/maximo/oslc/os/mxapiasset"
+	for range 4 {
+		if code, body, _ := call(t, "GET", asset, hdr("apikey", k.Key)); code != http.StatusOK {
+			t.Fatalf("request: got %d %s, want 200", code, body)
+		}
+	}
+	rcv.waitEvents("quota.threshold at 80 %", 15*time.Second, func(evs []map[string]any) bool {
+		return countEvents(evs, "quota.threshold") == 1
+	})
+	if code, body, _ := call(t, "GET", asset, hdr("apikey", k.Key)); code != http.StatusOK {
+		t.Fatalf("fifth request: got %d %s, want 200", code, body)
+	}
+	in.createKey(map[string]any{"name": "second", "user": "BOB", "rights": []string{"assets:read"}}) // 2 of 3
+	// 3 of 3, for a few seconds: the licence reaches 90 %, then falls below.
+	k3 := in.createKey(map[string]any{"name": "marker", "user": "BOB", "rights": []string{"assets:read"}, "expires_in": "3s"})
+	evs := rcv.waitEvents("quota.threshold at 100 % and license.threshold", 15*time.Second, func(evs []map[string]any) bool {
+		return countEvents(evs, "quota.threshold") >= 2 && countEvents(evs, "license.threshold") >= 1
+	})
+	// Later scans send neither again.
+	rcv.waitEvents("key.expired of the marker (scans went on)", 15*time.Second, func(evs []map[string]any) bool {
+		return hasEvent(evs, "key.expired", k3.ID)
+	})
+	evs = rcv.events()
+	assertUniqueIDs(t, evs)
+	var pcts []any
+	for _, e := range evs {
+		if e["type"] == "quota.threshold" {
+			pcts = append(pcts, e["percent"])
+			if key, _ := e["key"].(map[string]any); key["id"] != k.ID {
+				t.Fatalf("quota.threshold of another key: %v", e)
+			}
+		}
+	}
+	if fmt.Sprint(pcts) != "[80 100]" || countEvents(evs, "license.threshold") != 1 {
+		t.Fatalf("got quota.threshold percents %v and %d license.threshold, want [80 100] and 1: %v", pcts, countEvents(evs, "license.threshold"), evs)
+	}
+}

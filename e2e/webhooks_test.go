@@ -29,6 +29,7 @@ type webhookReceiver struct {
 
 	mu       sync.Mutex
 	down     bool
+	slow     time.Duration // how long an accepted POST takes to answer
 	refused  int
 	accepted []map[string]any
 	problems []string
@@ -40,6 +41,13 @@ func newWebhookReceiver(t *testing.T) *webhookReceiver {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		if !r.down && r.slow > 0 {
+			// A slow receiver: deliveries under way overlap the other
+			// instance's polls.
+			r.mu.Unlock()
+			time.Sleep(r.slow)
+			r.mu.Lock()
+		}
 		if r.down {
 			r.refused++
 			w.WriteHeader(http.StatusInternalServerError)
@@ -299,7 +307,9 @@ func TestWebhooksTwoInstancesPostgres(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	rcv.setDown(false)
+	rcv.mu.Lock()
+	rcv.down, rcv.slow = false, 100*time.Millisecond
+	rcv.mu.Unlock()
 	const want = 10 + 4 + 1 // created, revoked, expiring
 	if evs := rcv.waitEventsOrNot(20*time.Second, func(evs []map[string]any) bool { return len(evs) >= want }); len(evs) < want {
 		t.Fatalf("webhooks: got %d events within 20s, want %d: %v\nlogs of a:\n%s", len(evs), want, evs, readLog(a))

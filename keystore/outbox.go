@@ -77,6 +77,10 @@ type Outbox interface {
 	// ReleaseDedupe frees a Dedupe value, so the next delivery enqueued
 	// with it is stored (a condition that ended and may come back).
 	ReleaseDedupe(ctx context.Context, dedupe string) error
+	// PurgeDeliveries removes the deliveries delivered before before that
+	// hold no Dedupe value (a held value must stay held: it is what makes
+	// its event once-only), and returns how many it removed.
+	PurgeDeliveries(ctx context.Context, before time.Time) (int, error)
 	// ListDeliveries returns up to limit (1..1000; 0 means 100)
 	// undelivered deliveries of that status, oldest first, and how many
 	// there are in all.

@@ -220,3 +220,42 @@ func (s *Store) ListDeliveries(ctx context.Context, status keystore.DeliveryStat
 	}
 	return out, total, nil
 }
+
+// PurgeDeliveries implements keystore.Store.
+func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	err := s.update(func(tx *bbolt.Tx) error {
+		n = 0
+		done, ids := tx.Bucket(bucketOutboxDone), tx.Bucket(bucketOutboxIDs)
+		var drop [][]byte
+		var dropIDs []string
+		err := done.ForEach(func(k, v []byte) error {
+			var r deliveryRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decoding delivery %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if r.Dedupe == "" && r.DeliveredAt != nil && r.DeliveredAt.Before(before) {
+				drop = append(drop, slices.Clone(k))
+				dropIDs = append(dropIDs, r.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i, k := range drop {
+			if err := done.Delete(k); err != nil {
+				return err
+			}
+			if err := ids.Delete([]byte(dropIDs[i])); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purging deliveries: %w", err)
+	}
+	return n, nil
+}

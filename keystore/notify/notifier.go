@@ -30,6 +30,9 @@ const (
 	// still sent (an instance that was down catches up within it).
 	expiredLookback = 7 * 24 * time.Hour
 	claimBatch      = 20
+	// DefaultRetention is how long delivered events stay in the outbox.
+	DefaultRetention = 7 * 24 * time.Hour
+	purgeEvery       = time.Hour
 )
 
 // LocalCounter reports requests counted by this instance and not yet in the
@@ -65,6 +68,9 @@ type Options struct {
 	// ScanInterval is how often keys, quotas and the licence are checked.
 	// Default 1m.
 	ScanInterval time.Duration
+	// Retention is how long delivered events stay in the outbox (those
+	// that make a condition once-only stay for good). Default 7 days.
+	Retention time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives delivery failures; nil discards.
@@ -108,6 +114,9 @@ func New(o Options) *Notifier {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -274,9 +283,17 @@ func (n *Notifier) Run(ctx context.Context) {
 func (n *Notifier) scanLoop(ctx context.Context) {
 	t := time.NewTicker(n.o.ScanInterval)
 	defer t.Stop()
+	var purged time.Time
 	for {
 		if err := n.Scan(ctx); err != nil && ctx.Err() == nil {
 			n.o.Logger.Warn("webhook scan failed; retrying at the next", zap.Error(err))
+		}
+		if now := n.now(); now.Sub(purged) >= purgeEvery {
+			if _, err := n.Purge(ctx); err != nil && ctx.Err() == nil {
+				n.o.Logger.Warn("removing delivered webhook events failed; retrying later", zap.Error(err))
+			} else {
+				purged = now
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -418,4 +435,9 @@ func (n *Notifier) post(ctx context.Context, t *Target, d keystore.Delivery) err
 		return errors.New("HTTP " + strconv.Itoa(resp.StatusCode))
 	}
 	return nil
+}
+
+// Purge removes events delivered longer than Retention ago from the outbox.
+func (n *Notifier) Purge(ctx context.Context) (int, error) {
+	return n.o.Store.PurgeDeliveries(ctx, n.now().Add(-n.o.Retention))
 }

@@ -484,3 +484,28 @@ func TestUserQuotaThreshold(t *testing.T) {
 		t.Fatalf("user quota at 85 of 100 a month: got %v, want one quota.threshold of user U at 80 %%, used 85, no key, period from 2026-11-01", got)
 	}
 }
+
+func TestPurgeKeepsOnceOnlyEvents(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, notify.Options{Retention: 24 * time.Hour})
+	f.create(t, keystore.KeySpec{Name: "a", User: "U", ExpiresIn: "2h"})
+	if err := f.n.Scan(t.Context()); err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	f.deliver(t)
+	f.clk.Add(25 * time.Hour) // expired, and both deliveries past retention
+	if n, err := f.n.Purge(t.Context()); err != nil || n != 1 {
+		t.Fatalf("Purge: got %d %v, want 1 (key.created; key.expiring stays: it is once-only)", n, err)
+	}
+	// Back before expiry, on a fresh instance (no memory of its own): the
+	// warning must not come again.
+	f.clk.Add(-24 * time.Hour)
+	other := notify.New(notify.Options{Store: f.store, Now: f.clk.Now, Targets: []notify.Target{{URL: f.rcv.srv.URL + "/hook", Secret: "s3cret", ExpiringWithin: 24 * time.Hour}}})
+	if err := other.Scan(t.Context()); err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	f.deliver(t)
+	if got := strings.Join(types(f.rcv.events(t)), " "); got != "key.created key.expiring" {
+		t.Fatalf("events: got %s, want key.created key.expiring, each once", got)
+	}
+}

@@ -174,3 +174,12 @@ func (s *Store) ListDeliveries(ctx context.Context, status keystore.DeliveryStat
 	}
 	return out, total, nil
 }
+
+// PurgeDeliveries implements keystore.Store.
+func (s *Store) PurgeDeliveries(ctx context.Context, before time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM webhook_outbox WHERE delivered_at < $1 AND dedupe IS NULL`, before)
+	if err != nil {
+		return 0, fmt.Errorf("purging deliveries: %w", translate(err))
+	}
+	return int(tag.RowsAffected()), nil
+}

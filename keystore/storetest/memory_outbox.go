@@ -166,3 +166,16 @@ func deliveryLimit(limit int) int {
 	}
 	return limit
 }
+
+func (m *Memory) PurgeDeliveries(_ context.Context, before time.Time) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return 0, m.fail
+	}
+	n := len(m.out.deliveries)
+	m.out.deliveries = slices.DeleteFunc(m.out.deliveries, func(d *keystore.Delivery) bool {
+		return d.DeliveredAt != nil && d.DeliveredAt.Before(before) && d.Dedupe == ""
+	})
+	return n - len(m.out.deliveries), nil
+}

@@ -245,3 +245,38 @@ func testOutboxClaimConcurrent(t *testing.T, newStore func(t *testing.T) keystor
 		}
 	}
 }
+
+func testOutboxPurge(t *testing.T, newStore func(t *testing.T) keystore.Store) {
+	s := newStore(t)
+	enqueue(t, s,
+		newDelivery("dlv_old", targetA, "", at(0)),
+		newDelivery("dlv_new", targetA, "", at(0)),
+		newDelivery("dlv_held", targetA, "key.expired/key_A", at(0)),
+		newDelivery("dlv_pending", targetA, "", at(0)),
+	)
+	claimIDs(t, s, []string{targetA}, at(time.Second), 10)
+	for id, when := range map[string]time.Duration{"dlv_old": time.Minute, "dlv_held": time.Minute, "dlv_new": time.Hour} {
+		if err := s.MarkDelivered(t.Context(), id, at(when)); err != nil {
+			t.Fatalf("MarkDelivered(%s): %v", id, err)
+		}
+	}
+	n, err := s.PurgeDeliveries(t.Context(), at(30*time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("PurgeDeliveries: got %d %v, want 1 (only dlv_old: dlv_new is newer, dlv_held holds a dedupe value, dlv_pending is not delivered)", n, err)
+	}
+	if err := s.MarkDelivered(t.Context(), "dlv_old", at(0)); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("MarkDelivered of a purged delivery: got %v, want ErrNotFound", err)
+	}
+	for _, id := range []string{"dlv_new", "dlv_held", "dlv_pending"} {
+		if err := s.MarkDelivered(t.Context(), id, at(2*time.Hour)); err != nil {
+			t.Fatalf("MarkDelivered(%s) after the purge: %v, want it kept", id, err)
+		}
+	}
+	if n := enqueue(t, s, newDelivery("dlv_again", targetA, "key.expired/key_A", at(time.Hour))); n != 0 {
+		t.Fatalf("a delivery with the dedupe value of a kept one: stored %d, want 0", n)
+	}
+	// The id of a purged delivery is free again.
+	if n := enqueue(t, s, newDelivery("dlv_old", targetB, "", at(time.Hour))); n != 1 {
+		t.Fatalf("enqueueing a purged id again: stored %d, want 1", n)
+	}
+}

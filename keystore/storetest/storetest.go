@@ -94,6 +94,7 @@ func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		{"OutboxReschedule", testOutboxReschedule},
 		{"OutboxDedupe", testOutboxDedupe},
 		{"OutboxClaimConcurrent", testOutboxClaimConcurrent},
+		{"OutboxPurge", testOutboxPurge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -348,17 +348,22 @@ func (n *Notifier) DeliverDue(ctx context.Context) (int, error) {
 	if len(n.targets) == 0 {
 		return 0, nil
 	}
-	ds, err := n.o.Store.ClaimDeliveries(ctx, n.targets, n.now(), n.lease(), claimBatch)
+	claimed := n.now()
+	ds, err := n.o.Store.ClaimDeliveries(ctx, n.targets, claimed, n.lease(), claimBatch)
 	if err != nil {
 		return 0, err
 	}
+	// A POST may start only while it can end within the lease; after that
+	// another instance may claim the delivery.
+	last := claimed.Add(n.lease() - n.o.Timeout - 5*time.Second)
 	// Claimed deliveries are sent even if ctx ends meanwhile, so they are
 	// recorded rather than left to the lease.
 	sendCtx := context.WithoutCancel(ctx)
 	for i, d := range ds {
-		if i > 0 && ctx.Err() != nil {
-			// Stopping: hand the rest back unsent, due at once, for
-			// another instance or the next config.
+		if i > 0 && (ctx.Err() != nil || n.now().After(last)) {
+			// Stopping, or slow destinations used up the lease: hand the
+			// rest back unsent, due at once, for the next claim (this
+			// instance's, another's or the next config's).
 			for _, r := range ds[i:] {
 				n.reschedule(sendCtx, r, n.now(), "")
 			}

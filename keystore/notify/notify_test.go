@@ -509,3 +509,46 @@ func TestPurgeKeepsOnceOnlyEvents(t *testing.T) {
 		t.Fatalf("events: got %s, want key.created key.expiring, each once", got)
 	}
 }
+
+// TestSlowDestinationStaysWithinLease: POSTs that use up the lease leave
+// the rest of the batch handed back, due, with no attempt counted, so no
+// other instance sends them while this one still holds them.
+func TestSlowDestinationStaysWithinLease(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: t0}
+	var mu sync.Mutex
+	got := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got++
+		mu.Unlock()
+		clk.Add(15 * time.Second) // each POST takes 15s of the 50s lease
+	}))
+	t.Cleanup(srv.Close)
+	store := storetest.NewMemory()
+	n := notify.New(notify.Options{Store: store, Now: clk.Now, Timeout: 10 * time.Second,
+		Targets: []notify.Target{{URL: srv.URL, Secret: "s"}}})
+	svc := &keystore.Service{Store: store, Now: clk.Now, OnAudit: []func(context.Context, keystore.AuditEvent){n.Audit}}
+	for range 6 {
+		if _, _, err := svc.Create(t.Context(), keystore.LocalActor(), keystore.KeySpec{Name: "k", User: "U", Rights: []string{"a:read"}}); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+	}
+	claimed, err := n.DeliverDue(t.Context())
+	if err != nil || claimed != 6 {
+		t.Fatalf("DeliverDue: claimed %d %v, want 6", claimed, err)
+	}
+	// Lease 2×10s+30s = 50s; a POST may start until 35s: at 0, 15s and 30s.
+	if got != 3 {
+		t.Fatalf("POSTs within one lease: got %d, want 3", got)
+	}
+	pending, total, err := store.ListDeliveries(t.Context(), keystore.DeliveryPending, 0)
+	if err != nil || total != 3 {
+		t.Fatalf("pending after the lease was used up: %d %v, want 3", total, err)
+	}
+	for _, d := range pending {
+		if d.Attempts != 0 || d.NextAt.After(clk.Now()) {
+			t.Fatalf("handed-back delivery %+v: want no attempt and due now (%v)", d, clk.Now())
+		}
+	}
+}

@@ -356,22 +356,45 @@ func (n *Notifier) DeliverDue(ctx context.Context) (int, error) {
 	// A POST may start only while it can end within the lease; after that
 	// another instance may claim the delivery.
 	last := claimed.Add(n.lease() - n.o.Timeout - 5*time.Second)
+	// Each destination gets its own sender, in due order, so a slow one
+	// holds up only its own events.
+	byTarget := map[string][]keystore.Delivery{}
+	var order []string
+	for _, d := range ds {
+		if byTarget[d.Target] == nil {
+			order = append(order, d.Target)
+		}
+		byTarget[d.Target] = append(byTarget[d.Target], d)
+	}
+	var wg sync.WaitGroup
+	for _, target := range order {
+		wg.Add(1)
+		go func(ds []keystore.Delivery) {
+			defer wg.Done()
+			n.send(ctx, ds, last)
+		}(byTarget[target])
+	}
+	wg.Wait()
+	return len(ds), nil
+}
+
+// send delivers ds in order, starting a POST only until last.
+func (n *Notifier) send(ctx context.Context, ds []keystore.Delivery, last time.Time) {
 	// Claimed deliveries are sent even if ctx ends meanwhile, so they are
 	// recorded rather than left to the lease.
 	sendCtx := context.WithoutCancel(ctx)
 	for i, d := range ds {
 		if i > 0 && (ctx.Err() != nil || n.now().After(last)) {
-			// Stopping, or slow destinations used up the lease: hand the
+			// Stopping, or a slow destination used up the lease: hand the
 			// rest back unsent, due at once, for the next claim (this
 			// instance's, another's or the next config's).
 			for _, r := range ds[i:] {
 				n.reschedule(sendCtx, r, n.now(), "")
 			}
-			break
+			return
 		}
 		n.deliver(sendCtx, d)
 	}
-	return len(ds), nil
 }
 
 func (n *Notifier) target(u string) *Target {

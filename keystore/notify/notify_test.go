@@ -552,3 +552,33 @@ func TestSlowDestinationStaysWithinLease(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowDestinationHoldsUpOnlyItself: a destination that hangs does not
+// delay another's events.
+func TestSlowDestinationHoldsUpOnlyItself(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	t.Cleanup(hung.Close)
+	t.Cleanup(func() { close(release) })
+	clk := &clock{now: t0}
+	fast := newReceiver(t, "two", clk)
+	store := storetest.NewMemory()
+	n := notify.New(notify.Options{Store: store, Now: clk.Now, Timeout: time.Minute, Targets: []notify.Target{
+		{URL: hung.URL, Secret: "one"}, {URL: fast.srv.URL, Secret: "two"},
+	}})
+	svc := &keystore.Service{Store: store, Now: clk.Now, OnAudit: []func(context.Context, keystore.AuditEvent){n.Audit}}
+	for range 3 {
+		if _, _, err := svc.Create(t.Context(), keystore.LocalActor(), keystore.KeySpec{Name: "k", User: "U", Rights: []string{"a:read"}}); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+	}
+	go n.DeliverDue(context.WithoutCancel(t.Context()))
+	deadline := time.Now().Add(10 * time.Second)
+	for len(fast.events(t)) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fast destination got %d of 3 events while the other hung, want all", len(fast.events(t)))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

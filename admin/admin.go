@@ -113,6 +113,7 @@ func New(cfg Config) http.Handler {
 	h.handle("GET /license", h.license)
 	h.handle("GET /usage", h.report)
 	h.handle("GET /audit", h.audit)
+	h.handle("GET /events", h.events)
 	h.handle("GET /areas", h.areas)
 	h.handle("GET /whoami", h.whoami)
 	h.patterns["GET /openapi.json"] = true

@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/graphql"
+	"github.com/keygate/keygate/keystore/notify"
 )
 
 func init() {
@@ -84,6 +85,14 @@ type App struct {
 	// Default 10s. Counts are also flushed on reload and shutdown.
 	FlushInterval caddy.Duration `json:"flush_interval,omitempty"`
 
+	// Notify are the webhook destinations: signed JSON events (key
+	// created, rotated, revoked, expiring, expired; quota and licence
+	// thresholds), kept in the store until each destination accepts them.
+	Notify []NotifyConfig `json:"notify,omitempty"`
+
+	// Webhooks tunes webhook delivery (timeouts, retries, scan interval).
+	Webhooks *WebhooksConfig `json:"webhooks,omitempty"`
+
 	areas   *keystore.Areas
 	creds   map[string]any // run-as user → credential, boxed once for the replacer
 	poolKey string
@@ -95,7 +104,9 @@ type App struct {
 	// failures is the failed-attempt limiter of this config's setting
 	// (shared with live configs of the same setting); nil when off.
 	failures *keystore.FailureLimiter
-	admin    http.Handler // the admin API over svc, built in Start
+	admin    http.Handler    // the admin API over svc, built in Start
+	targets  []notify.Target // Notify with secrets resolved
+	notifier *notifier       // nil without Notify
 }
 
 // StorageConfig selects and configures the key store.
@@ -283,6 +294,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.FlushInterval == 0 {
 		a.FlushInterval = caddy.Duration(10 * time.Second)
 	}
+	if err := a.provisionNotify(repl); err != nil {
+		return err
+	}
 	v, _, err := pool.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
 		lookup, flush := newHistograms()
 		return &resources{key: a.poolKey, logger: a.logger, lookupHist: lookup, flushHist: flush}, nil
@@ -320,7 +334,7 @@ func (a *App) Validate() error {
 	if q := a.DefaultQuota; q != nil && (q.Limit <= 0 || (q.Period != "day" && q.Period != "month")) {
 		return errors.New("default_quota needs a positive limit and a period of day or month, e.g. default_quota 10000/month")
 	}
-	return nil
+	return a.validateNotify()
 }
 
 // checkWritableDir reports whether dir exists and is writable, or can be
@@ -361,6 +375,7 @@ func (a *App) Start() error {
 		Logger:          a.logger,
 		OnAudit:         []func(context.Context, keystore.AuditEvent){auditLogger(a.logger.Named("audit"))},
 	}
+	a.startNotify()
 	a.gate = &keystore.Gate{
 		Auth:        a.res.auth,
 		Areas:       a.areas,
@@ -378,6 +393,7 @@ func (a *App) Start() error {
 // failed reload the running one, takes over). Shared resources stop when
 // the last config using them is cleaned up.
 func (a *App) Stop() error {
+	a.stopNotify()
 	a.res.release(a)
 	return nil
 }
@@ -388,7 +404,8 @@ func (a *App) Cleanup() error {
 	if a.res == nil {
 		return nil
 	}
-	a.res.release(a) // in case Stop was not called
+	a.stopNotify() // in case Stop was not called
+	a.res.release(a)
 
 	if a.res.opened() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

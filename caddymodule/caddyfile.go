@@ -48,6 +48,14 @@ func init() {
 //			default  <area>
 //			max_body <size>
 //		}
+//		notify <url> {
+//			secret          <value>
+//			events          <type>...
+//			expiring_within <duration>
+//		}
+//		webhooks {
+//			timeout|retry_min|retry_max|poll_interval|scan_interval <duration>
+//		}
 //		cache {
 //			size                   <n>
 //			negative_ttl           <duration>
@@ -76,7 +84,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if opt != "area" && opt != "upstream_credential" && opt != "graphql" {
+		if opt != "area" && opt != "upstream_credential" && opt != "graphql" && opt != "notify" {
 			if err := once(opt); err != nil {
 				return nil, err
 			}
@@ -207,8 +215,23 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.GraphQL = append(app.GraphQL, g)
+		case "notify":
+			n, err := parseNotify(d)
+			if err != nil {
+				return nil, err
+			}
+			if slices.ContainsFunc(app.Notify, func(o NotifyConfig) bool { return o.URL == n.URL }) {
+				return nil, d.Errf("notify %s is given twice; merge the blocks", n.URL)
+			}
+			app.Notify = append(app.Notify, n)
+		case "webhooks":
+			w, err := parseWebhooks(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Webhooks = w
 		default:
-			return nil, d.Errf("unknown apikey option %q; known: storage, prefix, license, max_keys_per_user, area, upstream_credential, self_service_only, default_rate, default_quota, failed_attempts, flush_interval, cache, graphql", opt)
+			return nil, d.Errf("unknown apikey option %q; known: storage, prefix, license, max_keys_per_user, area, upstream_credential, self_service_only, default_rate, default_quota, failed_attempts, flush_interval, cache, graphql, notify, webhooks", opt)
 		}
 	}
 	// Areas may be declared after the graphql block that uses them.

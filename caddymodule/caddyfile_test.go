@@ -206,6 +206,20 @@ func TestCaddyfileErrors(t *testing.T) {
 		{name: "bad environment", global: "apikey {\n}", site: "apikey {\n environment pro/d\n}", wantErr: `environment name "pro/d" may hold only`},
 		{name: "bad max_keys_per_user", global: "apikey {\n max_keys_per_user -1\n}", wantErr: `max_keys_per_user: "-1" is not a non-negative whole number`},
 		{name: "line number", global: "apikey {\n prefix kg\n\n bogus\n}", wantErr: "Caddyfile:5"},
+		{name: "notify without URL", global: "apikey {\n notify {\n  secret x\n }\n}", wantErr: "notify needs the URL"},
+		{name: "notify relative URL", global: "apikey {\n license 5\n notify /hook {\n  secret x\n }\n}", wantErr: "the URL must be an absolute http or https URL, at Caddyfile:4"},
+		{name: "notify ftp URL", global: "apikey {\n notify ftp://h/x {\n  secret x\n }\n}", wantErr: "absolute http or https URL"},
+		{name: "notify two URLs", global: "apikey {\n notify https://a/x https://b/x {\n  secret x\n }\n}", wantErr: "notify takes one URL"},
+		{name: "notify without secret", global: "apikey {\n\n notify https://h/x {\n  events key.created\n }\n}", wantErr: "Caddyfile:4: notify https://h/x needs a secret"},
+		{name: "notify without block", global: "apikey {\n notify https://h/x\n}", wantErr: "needs a secret"},
+		{name: "notify unknown event", global: "apikey {\n notify https://h/x {\n  secret x\n  events key.created key.exploded\n }\n}", wantErr: `is unknown; known events: key.created, key.rotated, key.revoked, key.expiring, key.expired, quota.threshold, license.threshold, at Caddyfile:5`},
+		{name: "notify empty events", global: "apikey {\n notify https://h/x {\n  secret x\n  events\n }\n}", wantErr: "events needs at least one event type"},
+		{name: "notify bad expiring_within", global: "apikey {\n notify https://h/x {\n  secret x\n  expiring_within soon\n }\n}", wantErr: `expiring_within: "soon" is not a positive duration`},
+		{name: "notify repeated secret", global: "apikey {\n notify https://h/x {\n  secret x\n  secret y\n }\n}", wantErr: "notify secret: repeated subdirective"},
+		{name: "notify unknown option", global: "apikey {\n notify https://h/x {\n  secret x\n  retries 3\n }\n}", wantErr: `unknown notify option "retries"`},
+		{name: "notify URL twice", global: "apikey {\n notify https://h/x {\n  secret x\n }\n notify https://h/x {\n  secret y\n }\n}", wantErr: "notify https://h/x is given twice"},
+		{name: "webhooks unknown option", global: "apikey {\n webhooks {\n  retries 3\n }\n}", wantErr: `unknown webhooks option "retries"`},
+		{name: "webhooks bad duration", global: "apikey {\n webhooks {\n  timeout forever\n }\n}", wantErr: `timeout: "forever" is not a positive duration`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

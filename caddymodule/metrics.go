@@ -32,6 +32,10 @@ var (
 		"Change-log replays after the LISTEN connection was re-established.", nil, nil)
 	descFeedConnected = prometheus.NewDesc("keygate_change_feed_connected",
 		"1 when the LISTEN connection of the change feed is up.", nil, nil)
+	descWebhookDeliveries = prometheus.NewDesc("keygate_webhook_deliveries_total",
+		"Webhook delivery attempts by this instance, by result (delivered, failed).", []string{"result"}, nil)
+	descWebhookPending = prometheus.NewDesc("keygate_webhook_pending",
+		"Webhook deliveries in the store's outbox not yet delivered (all instances).", nil, nil)
 )
 
 // newHistograms returns the histograms kept by the pooled resources.
@@ -62,6 +66,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descRequests, descCacheHits, descCacheMisses, descStoreErrors, descStaleServed,
 		descPending, descFailBlocked, descInvalidationLag, descResyncs, descFeedConnected,
+		descWebhookDeliveries, descWebhookPending,
 	} {
 		ch <- d
 	}
@@ -87,6 +92,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFailBlocked, prometheus.CounterValue, float64(r.blockedTotal()))
 	r.lookupHist.Collect(ch)
 	r.flushHist.Collect(ch)
+	ch <- prometheus.MustNewConstMetric(descWebhookDeliveries, prometheus.CounterValue, float64(r.webhooks.delivered.Load()), "delivered")
+	ch <- prometheus.MustNewConstMetric(descWebhookDeliveries, prometheus.CounterValue, float64(r.webhooks.failed.Load()), "failed")
+	ch <- prometheus.MustNewConstMetric(descWebhookPending, prometheus.GaugeValue, float64(r.webhooks.pending.Load()))
 	if r.listener != nil {
 		ls := r.listener.Stats()
 		ch <- prometheus.MustNewConstMetric(descInvalidationLag, prometheus.GaugeValue, ls.Lag.Seconds())

@@ -53,6 +53,7 @@ type resources struct {
 	limiter  *keystore.Limiter
 	meter    *keystore.Meter
 	outcomes outcomeCounters // requests per Gate outcome, for metrics
+	webhooks webhookCounters // webhook deliveries, for metrics
 
 	listener keystore.FeedWatcher // nil unless the store has a change feed
 	// failures holds one failed-attempt limiter per setting in use by a

@@ -94,6 +94,8 @@ func TestConfigErrorsAreClear(t *testing.T) {
 		{name: "storage not writable", cmd: "validate", global: "apikey {\n\t\tstorage file " + readOnly + "/keys.db\n\t}", site: "apikey", want: []string{"not writable"},
 			skipIf: func() bool { return os.Geteuid() == 0 }},
 		{name: "storage under a file", cmd: "validate", global: "apikey {\n\t\tstorage file " + notADir + "/keys.db\n\t}", site: "apikey", want: []string{"is not a directory"}},
+		{name: "notify secret unset", cmd: "validate", global: "apikey {\n\t\tnotify https://hooks.example/k {\n\t\t\tsecret {env.KG_UNSET_WEBHOOK_SECRET}\n\t\t}\n\t}", site: "apikey", want: []string{"notify https://hooks.example/k: resolving the secret"}},
+		{name: "notify without secret", cmd: "adapt", global: "apikey {\n\t\tnotify https://hooks.example/k {\n\t\t\tevents key.created\n\t\t}\n\t}", site: "apikey", want: []string{"Caddyfile:4", "needs a secret"}},
 		{name: "unreachable DSN", cmd: "run", global: "apikey {\n\t\tstorage postgres postgres://nobody@127.0.0.1:1/none?connect_timeout=2\n\t}", site: "apikey", want: []string{"postgres key store", "reachable"}, timeout: 60 * time.Second},
 	}
 	for _, tc := range tests {

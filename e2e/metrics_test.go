@@ -184,13 +184,14 @@ func checkMetrics(t *testing.T, in *instance, postgres bool) {
 			t.Errorf("%s = %v, want ≥ %v", name, v, min)
 		}
 	}
-	// Labels: only result on keygate_requests_total (and le on buckets).
+	// Labels: only result on keygate_requests_total and
+	// keygate_webhook_deliveries_total (and le on buckets).
 	for _, s := range samples {
 		if !strings.HasPrefix(s.name, "keygate_") {
 			continue
 		}
 		for k, v := range s.labels {
-			if !(k == "result" && s.name == "keygate_requests_total") && k != "le" {
+			if !(k == "result" && (s.name == "keygate_requests_total" || s.name == "keygate_webhook_deliveries_total")) && k != "le" {
 				t.Errorf("%s has label %s=%q; keygate metrics take no labels but result", s.name, k, v)
 			}
 		}

@@ -13,6 +13,7 @@ type Store interface {
 	UsageWriter
 	UsageReader
 	UserLimitsReader
+	Outbox
 
 	// SetUserLimits stores the limits of user, replacing any, and announces
 	// the change like a change of each of the user's keys (cached keys of

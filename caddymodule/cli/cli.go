@@ -37,11 +37,12 @@ const (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "apikey",
-		Usage: "<create|import|list|show|rotate|revoke|revoke-user|usage|license|audit|areas|whoami> [flags]",
+		Usage: "<create|import|list|show|rotate|revoke|revoke-user|usage|license|audit|events|areas|whoami> [flags]",
 		Short: "Manages keygate API keys through the admin endpoint",
 		Long: `
 Creates, lists, rotates and revokes keygate API keys, and shows their
-usage, the license, the audit log and the configured areas, by calling
+usage, the license, the audit log, undelivered webhook events and the
+configured areas, by calling
 the keygate admin API on Caddy's local admin endpoint (mounted there by
 the admin.api.apikey module under /apikey/).
 
@@ -125,7 +126,7 @@ func (a *app) setup(root *cobra.Command) {
 
 	for _, sub := range []*cobra.Command{
 		a.createCmd(), a.importCmd(), a.listCmd(), a.showCmd(), a.updateCmd(), a.rotateCmd(), a.userCmd(), a.userLimitsCmd(),
-		a.revokeCmd(), a.revokeUserCmd(), a.usageCmd(), a.reportCmd(), a.licenseCmd(), a.auditCmd(),
+		a.revokeCmd(), a.revokeUserCmd(), a.usageCmd(), a.reportCmd(), a.licenseCmd(), a.auditCmd(), a.eventsCmd(),
 		a.areasCmd(), a.whoamiCmd(),
 	} {
 		sub.SilenceErrors = true

@@ -863,6 +863,22 @@ func TestHumanOutput(t *testing.T) {
 			wantStderr: "More events: run again with --cursor e2.\n",
 		},
 		{
+			name: "events failed",
+			args: []string{"events", "--failed", "--limit", "1"},
+			replies: map[string]reply{"GET /apikey/events": {200, `{"deliveries":[` +
+				`{"id":"dlv_1","event_id":"evt_1","type":"key.revoked","target":"https://hooks.example/k","key":{"id":"key_7Hs2"},` +
+				`"created_at":"2026-11-23T10:00:00Z","next_at":"2026-11-23T10:04:00Z","attempts":3,"last_error":"HTTP 503"}],"total":2}`}},
+			wantStdout: "CREATED            TYPE         EVENT  TARGET                   ATTEMPTS  NEXT               LAST ERROR\n" +
+				"2026-11-23 10:00Z  key.revoked  evt_1  https://hooks.example/k  3         2026-11-23 10:04Z  HTTP 503\n",
+			wantStderr: "1 of 2 shown; use --limit for more.\n",
+		},
+		{
+			name:       "no events",
+			args:       []string{"events"},
+			replies:    map[string]reply{"GET /apikey/events": {200, `{"deliveries":[],"total":0}`}},
+			wantStdout: "No pending webhook deliveries.\n",
+		},
+		{
 			name: "areas",
 			args: []string{"areas"},
 			replies: map[string]reply{"GET /apikey/areas": {200, `{"areas":[` +
@@ -931,6 +947,7 @@ func TestJSONOutput(t *testing.T) {
 		{name: "usage", args: []string{"usage", "k"}, route: "GET /apikey/keys/k/usage", body: `{"id":"k","days":[{"date":"2026-11-23","requests":1}]}`},
 		{name: "license", args: []string{"license"}, route: "GET /apikey/license", body: `{"limit":null,"in_use":0}`},
 		{name: "audit", args: []string{"audit"}, route: "GET /apikey/audit", body: `{"events":[],"next":null}`},
+		{name: "events", args: []string{"events"}, route: "GET /apikey/events", body: `{"deliveries":[],"total":0}`},
 		{name: "areas", args: []string{"areas"}, route: "GET /apikey/areas", body: `{"areas":[{"name":"assets","paths":["/a*"],"level":null,"graphql_fields":[]}]}`},
 		{name: "whoami", args: []string{"whoami"}, route: "GET /apikey/whoami", body: `{"id":"local","name":"local","user":"","rights":["keys:admin"]}`},
 		{name: "import", args: []string{"import", "--name", "n", "--user", "U", "--rights", "a:read", "--apikey", "k"}, route: "POST /apikey/keys/import", body: keyJSON},
@@ -1086,7 +1103,7 @@ func TestRegistered(t *testing.T) {
 	for _, sub := range cmd.Commands() {
 		got = append(got, sub.Name())
 	}
-	want := []string{"areas", "audit", "create", "import", "license", "list", "report", "revoke", "revoke-user", "rotate", "show", "update", "usage", "user", "user-limits", "whoami"}
+	want := []string{"areas", "audit", "create", "events", "import", "license", "list", "report", "revoke", "revoke-user", "rotate", "show", "update", "usage", "user", "user-limits", "whoami"}
 	if !slices.Equal(got, want) {
 		t.Errorf("subcommands: got %v, want %v", got, want)
 	}

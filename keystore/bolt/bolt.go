@@ -12,6 +12,10 @@
 //	usage            key id 0x00 YYYYMMDD → request count (8 bytes, big endian)
 //	batches          usage batch id → applied at (Unix ns, big endian)
 //	batches_by_time  applied at 0x00 batch id → ""
+//	outbox           sequence (big endian) → JSON webhook delivery, undelivered
+//	outbox_done      sequence (big endian) → JSON webhook delivery, delivered
+//	outbox_ids       delivery id → sequence
+//	outbox_dedupe    dedupe value → delivery id
 //	meta             "version" → schema version
 //
 // bbolt serialises writers, so every check-then-write (licence count and
@@ -54,8 +58,12 @@ var (
 	bucketBatchesByTime = []byte("batches_by_time")
 	bucketMeta          = []byte("meta")
 	bucketUserLimits    = []byte("user_limits")
+	bucketOutbox        = []byte("outbox")
+	bucketOutboxDone    = []byte("outbox_done")
+	bucketOutboxIDs     = []byte("outbox_ids")
+	bucketOutboxDedupe  = []byte("outbox_dedupe")
 	metaVersion         = []byte("version")
-	allBuckets          = [][]byte{bucketKeys, bucketDigests, bucketOrder, bucketUsers, bucketAudit, bucketAuditKeys, bucketUsage, bucketBatches, bucketBatchesByTime, bucketMeta, bucketUserLimits}
+	allBuckets          = [][]byte{bucketKeys, bucketDigests, bucketOrder, bucketUsers, bucketAudit, bucketAuditKeys, bucketUsage, bucketBatches, bucketBatchesByTime, bucketMeta, bucketUserLimits, bucketOutbox, bucketOutboxDone, bucketOutboxIDs, bucketOutboxDedupe}
 )
 
 // Options configure Open. The zero value is ready to use.

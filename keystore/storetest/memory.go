@@ -21,6 +21,7 @@ type Memory struct {
 	usage   map[string]map[time.Time]int64
 	batches map[string]bool
 	users   map[string]keystore.UserLimits
+	out     outbox
 	fail    error
 }
 

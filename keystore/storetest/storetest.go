@@ -88,6 +88,13 @@ func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		{"UsageIdempotent", testUsageIdempotent},
 		{"UsageLastUsedAt", testUsageLastUsedAt},
 		{"UsageConcurrent", testUsageConcurrent},
+		// outbox.go
+		{"OutboxRoundTrip", testOutboxRoundTrip},
+		{"OutboxClaimLease", testOutboxClaimLease},
+		{"OutboxReschedule", testOutboxReschedule},
+		{"OutboxDedupe", testOutboxDedupe},
+		{"OutboxClaimConcurrent", testOutboxClaimConcurrent},
+		{"OutboxPurge", testOutboxPurge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

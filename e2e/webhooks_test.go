@@ -225,7 +225,7 @@ func TestWebhooksDeliveredSignedThroughOutageAndRestart(t *testing.T) {
 	in.run()
 	in.reload()
 	rcv.setDown(false)
-	evs = rcv.waitEvents("the events of the outage", 15*time.Second, func(evs []map[string]any) bool {
+	rcv.waitEvents("the events of the outage", 15*time.Second, func(evs []map[string]any) bool {
 		return hasEvent(evs, "key.created", k2.ID) && hasEvent(evs, "key.rotated", k1.ID) && hasEvent(evs, "key.revoked", k2.ID)
 	})
 	// A marker after everything: events are sent in order of due time, so
@@ -376,14 +376,14 @@ func TestWebhooksThresholds(t *testing.T) {
 	in.createKey(map[string]any{"name": "second", "user": "BOB", "rights": []string{"assets:read"}}) // 2 of 3
 	// 3 of 3, for a few seconds: the licence reaches 90 %, then falls below.
 	k3 := in.createKey(map[string]any{"name": "marker", "user": "BOB", "rights": []string{"assets:read"}, "expires_in": "3s"})
-	evs := rcv.waitEvents("quota.threshold at 100 % and license.threshold", 15*time.Second, func(evs []map[string]any) bool {
+	rcv.waitEvents("quota.threshold at 100 % and license.threshold", 15*time.Second, func(evs []map[string]any) bool {
 		return countEvents(evs, "quota.threshold") >= 2 && countEvents(evs, "license.threshold") >= 1
 	})
 	// Later scans send neither again.
 	rcv.waitEvents("key.expired of the marker (scans went on)", 15*time.Second, func(evs []map[string]any) bool {
 		return hasEvent(evs, "key.expired", k3.ID)
 	})
-	evs = rcv.events()
+	evs := rcv.events()
 	assertUniqueIDs(t, evs)
 	var pcts []any
 	for _, e := range evs {

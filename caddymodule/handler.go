@@ -258,6 +258,16 @@ var (
 // setRateLimitHeaders sets the three headers with two allocations: one for
 // the digits, one for the value slices. Names are in canonical form.
 func setRateLimitHeaders(h http.Header, limit, remaining, reset int64) {
+	// Small values, the usual case (a limit of hundreds, a reset in
+	// seconds), come from a shared read-only table: no allocation. Header
+	// values are never written in place (Add appends to a full slice,
+	// which copies it), so sharing them is safe.
+	if limit < smallValues && remaining < smallValues && reset < smallValues && min(limit, remaining, reset) >= 0 {
+		h["Ratelimit-Limit"] = smallHeaderValues[limit]
+		h["Ratelimit-Remaining"] = smallHeaderValues[remaining]
+		h["Ratelimit-Reset"] = smallHeaderValues[reset]
+		return
+	}
 	var buf [64]byte
 	b := strconv.AppendInt(buf[:0], limit, 10)
 	i := len(b)
@@ -271,3 +281,14 @@ func setRateLimitHeaders(h http.Header, limit, remaining, reset int64) {
 	h["Ratelimit-Remaining"] = vals[1:2:2]
 	h["Ratelimit-Reset"] = vals[2:3:3]
 }
+
+// smallHeaderValues[n] is the header value []string{"n"}, len = cap = 1.
+const smallValues = 4096
+
+var smallHeaderValues = func() [smallValues][]string {
+	var t [smallValues][]string
+	for i := range t {
+		t[i] = []string{strconv.Itoa(i)}[:1:1]
+	}
+	return t
+}()

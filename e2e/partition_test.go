@@ -21,6 +21,16 @@ func TestPostgresSilentPartition(t *testing.T) {
 	c := &http.Client{Timeout: 30 * time.Second}
 	url := in.siteURL + assetPath
 	k := in.createKey(newKeyFields("cached"))
+	// The change feed evicts the new key's digest when it applies the
+	// creation (the first change of this database): wait for that before
+	// caching the key, or the eviction can land during the partition.
+	feedDeadline := time.Now().Add(10 * time.Second)
+	for scrapeCounter(t, in, "keygate_invalidation_lag_seconds") == 0 {
+		if time.Now().After(feedDeadline) {
+			t.Fatal("the change feed never applied the key's creation")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	waitStatus(t, c, url, k.Key, 200, 10*time.Second)
 	cachedAt := time.Now()
 	staleBefore := scrapeCounter(t, in, "keygate_cache_stale_served_total")

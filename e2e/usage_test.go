@@ -97,11 +97,12 @@ func (in *instance) usageReload(cfg string) {
 	http.DefaultClient.CloseIdleConnections()
 	// A connection the kernel queued during the listener handover can be
 	// closed by the old server unanswered (EOF): wait until the site
-	// answers on a new connection (the console's page: no key, nothing
-	// counted) before the caller sends what it counts.
+	// answers on a new connection before the caller sends what it counts.
+	// The path is one step 0 refuses (400): no key lookup, no usage, no
+	// failed attempt.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(in.siteURL + "/keygate/ui/")
+		resp, err := http.Get(in.siteURL + "/maximo/%2e%2e/ready")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()

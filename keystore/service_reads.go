@@ -87,19 +87,9 @@ func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.T
 	if _, err := s.Get(ctx, a, id); err != nil {
 		return nil, err
 	}
-	today := startOfDayUTC(s.Clock())
-	if to.IsZero() {
-		to = today
-	}
-	if from.IsZero() {
-		from = to.AddDate(0, 0, -(defaultUsageDays - 1))
-	}
-	from, to = startOfDayUTC(from), startOfDayUTC(to)
-	if from.After(to) {
-		return nil, invalidf("from %s is after to %s", from.Format(time.DateOnly), to.Format(time.DateOnly))
-	}
-	if to.Sub(from) >= maxUsageDays*24*time.Hour {
-		return nil, invalidf("the range %s to %s is longer than %d days", from.Format(time.DateOnly), to.Format(time.DateOnly), maxUsageDays)
+	from, to, err := s.usageRange(from, to)
+	if err != nil {
+		return nil, err
 	}
 	var stored []DayUsage
 	read := func(ctx context.Context) (err error) {
@@ -111,7 +101,6 @@ func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.T
 	// twice a batch the store committed but has not acknowledged (in
 	// both): a Meter reads its pending counts consistently with the store.
 	var pending []UsageDelta
-	var err error
 	if p, ok := s.Pending.(interface {
 		PendingUsageAfter(ctx context.Context, keyID string, from, to time.Time, read func(context.Context) error) ([]UsageDelta, error)
 	}); ok {
@@ -179,4 +168,23 @@ func (s *Service) Audit(ctx context.Context, a Actor, f AuditFilter) ([]AuditEve
 		return nil, "", cursorErr(err, f.Cursor, "audit log")
 	}
 	return events, next, nil
+}
+
+// usageRange applies the defaults of a usage range (to: today, from: the
+// 30 days up to to), truncates both to UTC days and checks the range.
+func (s *Service) usageRange(from, to time.Time) (time.Time, time.Time, error) {
+	if to.IsZero() {
+		to = startOfDayUTC(s.Clock())
+	}
+	if from.IsZero() {
+		from = to.AddDate(0, 0, -(defaultUsageDays - 1))
+	}
+	from, to = startOfDayUTC(from), startOfDayUTC(to)
+	if from.After(to) {
+		return from, to, invalidf("from %s is after to %s", from.Format(time.DateOnly), to.Format(time.DateOnly))
+	}
+	if to.Sub(from) >= maxUsageDays*24*time.Hour {
+		return from, to, invalidf("the range %s to %s is longer than %d days", from.Format(time.DateOnly), to.Format(time.DateOnly), maxUsageDays)
+	}
+	return from, to, nil
 }

@@ -38,18 +38,9 @@ func (s *Service) Report(ctx context.Context, a Actor, from, to time.Time, user 
 			return Report{}, forbiddenf("keys:self may only report on its own user %q", a.User)
 		}
 	}
-	if to.IsZero() {
-		to = startOfDayUTC(s.Clock())
-	}
-	if from.IsZero() {
-		from = to.AddDate(0, 0, -(defaultUsageDays - 1))
-	}
-	from, to = startOfDayUTC(from), startOfDayUTC(to)
-	if from.After(to) {
-		return Report{}, invalidf("from %s is after to %s", from.Format(time.DateOnly), to.Format(time.DateOnly))
-	}
-	if to.Sub(from) >= maxUsageDays*24*time.Hour {
-		return Report{}, invalidf("the range %s to %s is longer than %d days", from.Format(time.DateOnly), to.Format(time.DateOnly), maxUsageDays)
+	from, to, err := s.usageRange(from, to)
+	if err != nil {
+		return Report{}, err
 	}
 
 	var keys []*Key

@@ -535,6 +535,35 @@ func TestUsage(t *testing.T) {
 			e.do(&adminKey, "GET", "/keys/"+id+"/usage"+tt.query, "").want(t, tt.status, tt.code)
 		}
 		e.do(&adminKey, "GET", "/keys/key_missing/usage", "").want(t, http.StatusNotFound, "not_found")
+
+		// Breakdowns: every day has a split when one is asked for.
+		if err := e.store.AddUsage(t.Context(), "batch-2", []keystore.UsageDelta{
+			{KeyID: keystore.PartUsageID(id, keystore.ByArea, "assets"), Day: today, Requests: 90},
+			{KeyID: keystore.PartUsageID(id, keystore.ByArea, "workorders"), Day: today, Requests: 10},
+			{KeyID: keystore.PartUsageID(id, keystore.ByStatus, "2xx"), Day: today, Requests: 99},
+			{KeyID: keystore.PartUsageID(id, keystore.ByStatus, "5xx"), Day: today, Requests: 1},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		e.svc.Pending = nil
+		u = e.do(&adminKey, "GET", "/keys/"+id+"/usage?from=2026-11-22&to=2026-11-23&by=area", "").want(t, http.StatusOK, "")
+		want = []any{
+			map[string]any{"date": "2026-11-22", "requests": float64(0), "by": map[string]any{}},
+			map[string]any{"date": "2026-11-23", "requests": float64(100), "by": map[string]any{"assets": float64(90), "workorders": float64(10)}},
+		}
+		if !reflect.DeepEqual(u.obj["days"], want) {
+			t.Fatalf("by=area: got %v, want %v", u.obj["days"], want)
+		}
+		u = e.do(&adminKey, "GET", "/keys/"+id+"/usage?from=2026-11-23&to=2026-11-23&by=status", "").want(t, http.StatusOK, "")
+		want = []any{map[string]any{"date": "2026-11-23", "requests": float64(100), "by": map[string]any{"2xx": float64(99), "5xx": float64(1)}}}
+		if !reflect.DeepEqual(u.obj["days"], want) {
+			t.Fatalf("by=status: got %v, want %v", u.obj["days"], want)
+		}
+		for _, q := range []string{"?by=user", "?by=", "?by=AREA"} {
+			if r := e.do(&adminKey, "GET", "/keys/"+id+"/usage"+q, "").want(t, http.StatusBadRequest, "invalid_request"); !strings.Contains(r.errMessage(), "area") {
+				t.Errorf("%s: message %q does not say what by may be", q, r.errMessage())
+			}
+		}
 	})
 }
 

@@ -209,19 +209,26 @@ func (h *handler) revokeLeaked(w http.ResponseWriter, r *http.Request, a keystor
 	writeJSON(w, http.StatusOK, revokedJSON{Revoked: n})
 }
 
-// GET /keys/{id}/usage?from=YYYY-MM-DD&to=YYYY-MM-DD
+// GET /keys/{id}/usage?from=YYYY-MM-DD&to=YYYY-MM-DD[&by=area|status]
 func (h *handler) usage(w http.ResponseWriter, r *http.Request, a keystore.Actor) {
 	id, err := pathValue(r, "id")
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	from, to, err := dayRange(r.URL.Query())
+	q := r.URL.Query()
+	from, to, err := dayRange(q)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	days, err := h.svc.Usage(r.Context(), a, id, from, to)
+	var days []keystore.DayUsage
+	by, split := q.Get("by"), q.Has("by")
+	if split {
+		days, err = h.svc.UsageBy(r.Context(), a, id, from, to, by)
+	} else {
+		days, err = h.svc.Usage(r.Context(), a, id, from, to)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -229,13 +236,19 @@ func (h *handler) usage(w http.ResponseWriter, r *http.Request, a keystore.Actor
 	type dayJSON struct {
 		Date     string `json:"date"`
 		Requests int64  `json:"requests"`
+		// By is there on every day when asked for, {} on a quiet one.
+		By *map[string]int64 `json:"by,omitempty"`
 	}
 	out := struct {
 		ID   string    `json:"id"`
 		Days []dayJSON `json:"days"`
 	}{ID: id, Days: make([]dayJSON, 0, len(days))}
 	for _, d := range days {
-		out.Days = append(out.Days, dayJSON{Date: d.Day.Format(time.DateOnly), Requests: d.Requests})
+		dj := dayJSON{Date: d.Day.Format(time.DateOnly), Requests: d.Requests}
+		if split {
+			dj.By = &d.By
+		}
+		out.Days = append(out.Days, dj)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

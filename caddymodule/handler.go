@@ -153,7 +153,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if v.Credential != nil {
 		repl.Set("apikey.upstream_credential", v.Credential)
 	}
-	return next.ServeHTTP(w, r)
+	status, err := serveRecorded(w, r, next)
+	v.Usage.Status(status)
+	return err
 }
 
 // judge describes the request to the Gate and counts its outcome, once,

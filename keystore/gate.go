@@ -148,6 +148,11 @@ type Verdict struct {
 	Body []byte
 	// BodyRead reports whether the Gate read the request body.
 	BodyRead bool
+	// Usage counts the parts of an allowed request's usage: the Gate
+	// counts its areas, the caller the class of its answer (Usage.Status).
+	Usage Tally
+	// graphQLNeeds are the areas a GraphQL document touched, one each.
+	graphQLNeeds []graphql.Need
 	// Path and EscapedPath are the canonical path that was judged: the
 	// caller forwards exactly this path when PathChanged.
 	Path, EscapedPath string
@@ -220,7 +225,14 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 		}
 		return v
 	}
-	g.Meter.Count(p.Key.ID, req.Now)
+	v.Usage = g.Meter.Count(p.Key.ID, req.Now)
+	if v.graphQLNeeds != nil {
+		for _, n := range v.graphQLNeeds {
+			v.Usage.Area(n.Area)
+		}
+	} else {
+		v.Usage.Area(v.Area)
+	}
 	// Counted for every request, so a user quota set in mid-period sees
 	// the period's usage so far.
 	g.Meter.Count(p.UserUsageID, req.Now)
@@ -294,7 +306,7 @@ func judgeGraphQL(req *Request, p *Principal, ep *GraphQLEndpoint) Verdict {
 		v.Message = "introspection needs read access to an area of this GraphQL endpoint"
 		return v
 	}
-	v.Outcome = Allowed
+	v.Outcome, v.graphQLNeeds = Allowed, j.Needs
 	return v
 }
 

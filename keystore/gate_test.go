@@ -59,6 +59,7 @@ func newGateRig(t *testing.T) *gateRig {
 	}
 	add("reader", "MXINTADM", []string{"assets:read"}, nil)
 	add("writer", "MXINTADM", []string{"assets:write"}, nil)
+	add("both", "MXINTADM", []string{"assets:read", "workorders:read"}, nil)
 	add("nocred", "NOBODY", []string{"assets:read"}, nil)
 	add("admin", "ADMIN", []string{"keys:admin"}, nil)
 	add("self", "MXINTADM", []string{"keys:self", "assets:read"}, nil)

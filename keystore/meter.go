@@ -194,6 +194,9 @@ type meterEntry struct {
 	pins int
 	// round is the last Flush round (Meter.round) that visited the entry.
 	round atomic.Uint64
+	// parts links a key's entry to the entries of its parts (see
+	// countPart); replaced whole, under mu.
+	parts atomic.Pointer[[]meterPart]
 
 	// Counts this instance has committed to the store, per current period:
 	// dayIndex<<countBits|count and monthIndex<<countBits|count. Written
@@ -204,9 +207,13 @@ type meterEntry struct {
 	committedMonth atomic.Uint64
 }
 
-// Count records one admitted request of keyID at now, on now's UTC day.
-func (m *Meter) Count(keyID string, now time.Time) {
-	for !m.entry(keyID).count(now) {
+// Count records one admitted request of keyID at now, on now's UTC day. The
+// Tally it returns counts the request's parts (area, answer class).
+func (m *Meter) Count(keyID string, now time.Time) Tally {
+	for {
+		if e := m.entry(keyID); e.count(now) {
+			return Tally{m: m, e: e, keyID: keyID, now: now}
+		}
 		// The entry was dropped by Sweep between the map read and the
 		// count; the next read finds a new one.
 	}
@@ -699,12 +706,12 @@ func (m *Meter) FlushTo(ctx context.Context, w UsageWriter) (err error) {
 
 // PendingTotal returns how many counted requests the store has not yet
 // acknowledged, over all keys (each request once: the per-user counts of
-// UserUsageID are left out). It walks every key: for metrics scrapes, not
-// for the request path.
+// UserUsageID and the parts of keys are left out). It walks every key: for
+// metrics scrapes, not for the request path.
 func (m *Meter) PendingTotal() int64 {
 	var n int64
 	m.keys.Range(func(k, _ any) bool {
-		if strings.HasPrefix(k.(string), userUsagePrefix) {
+		if !countsAsKey(k.(string)) {
 			return true
 		}
 		for _, d := range m.PendingUsage(k.(string)) {
@@ -762,10 +769,13 @@ func (m *Meter) collect(round uint64) (b *usageBatch, more bool) {
 		e.extra.Store(len(e.held) > 0)
 		e.mu.Unlock()
 		id := k.(string)
+		key := countsAsKey(id)
 		for _, dc := range days {
-			items = append(items, batchItem{e: e, delta: UsageDelta{
-				KeyID: id, Day: dayTime(dc.day), Requests: dc.n, LastUsed: e.lastUsed(dc.day),
-			}})
+			d := UsageDelta{KeyID: id, Day: dayTime(dc.day), Requests: dc.n}
+			if key {
+				d.LastUsed = e.lastUsed(dc.day) // only keys have a last_used_at
+			}
+			items = append(items, batchItem{e: e, delta: d})
 		}
 		return true
 	})

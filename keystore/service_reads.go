@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -91,6 +92,20 @@ func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.T
 	if err != nil {
 		return nil, err
 	}
+	counts, err := s.usageCounts(ctx, id, from, to)
+	if err != nil {
+		return nil, err
+	}
+	var out []DayUsage
+	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
+		out = append(out, DayUsage{Day: d, Requests: counts[d]})
+	}
+	return out, nil
+}
+
+// usageCounts reads the requests of usage id per UTC day in [from, to]: the
+// stored totals plus this instance's unflushed counts, read consistently.
+func (s *Service) usageCounts(ctx context.Context, id string, from, to time.Time) (map[time.Time]int64, error) {
 	var stored []DayUsage
 	read := func(ctx context.Context) (err error) {
 		stored, err = s.Store.Usage(ctx, id, from, to)
@@ -100,7 +115,10 @@ func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.T
 	// the counts of a flush committing in between (in neither) and count
 	// twice a batch the store committed but has not acknowledged (in
 	// both): a Meter reads its pending counts consistently with the store.
-	var pending []UsageDelta
+	var (
+		pending []UsageDelta
+		err     error
+	)
 	if p, ok := s.Pending.(interface {
 		PendingUsageAfter(ctx context.Context, keyID string, from, to time.Time, read func(context.Context) error) ([]UsageDelta, error)
 	}); ok {
@@ -109,7 +127,7 @@ func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.T
 		pending = s.Pending.PendingUsage(id)
 	}
 	if err != nil {
-		return nil, serviceStoreErr(err, "usage of key "+id)
+		return nil, serviceStoreErr(err, "usage of "+id)
 	}
 	counts := map[time.Time]int64{}
 	for _, u := range stored {
@@ -121,11 +139,55 @@ func (s *Service) Usage(ctx context.Context, a Actor, id string, from, to time.T
 			counts[d] += u.Requests
 		}
 	}
-	var out []DayUsage
-	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
-		out = append(out, DayUsage{Day: d, Requests: counts[d]})
+	return counts, nil
+}
+
+// UsageBy is Usage with each day's requests also split by (ByArea or
+// ByStatus) in DayUsage.By, a map present on every day. Each part is read
+// like the key's total: stored plus unflushed, consistently. A GraphQL
+// document touching two areas counts in both, so areas can add up to more
+// than the day's requests; a request still being answered has no class yet.
+func (s *Service) UsageBy(ctx context.Context, a Actor, id string, from, to time.Time, by string) ([]DayUsage, error) {
+	if !ValidBreakdown(by) {
+		return nil, invalidf("by %q must be %q or %q", by, ByArea, ByStatus)
 	}
-	return out, nil
+	days, err := s.Usage(ctx, a, id, from, to)
+	if err != nil {
+		return nil, err
+	}
+	from, to = days[0].Day, days[len(days)-1].Day
+	prefix := PartPrefix(id, by)
+	stored, err := s.Store.UsagePrefixed(ctx, prefix, from, to)
+	if err != nil {
+		return nil, serviceStoreErr(err, "usage breakdown of key "+id)
+	}
+	parts := map[string]bool{}
+	for pid := range stored {
+		parts[pid] = true
+	}
+	if p, ok := s.Pending.(interface{ PendingPartIDs(prefix string) []string }); ok {
+		for _, pid := range p.PendingPartIDs(prefix) {
+			parts[pid] = true
+		}
+	}
+	index := make(map[time.Time]int, len(days))
+	for i := range days {
+		days[i].By = map[string]int64{}
+		index[days[i].Day] = i
+	}
+	for pid := range parts {
+		counts, err := s.usageCounts(ctx, pid, from, to)
+		if err != nil {
+			return nil, err
+		}
+		name := strings.TrimPrefix(pid, prefix)
+		for d, n := range counts {
+			if i, ok := index[d]; ok && n != 0 {
+				days[i].By[name] += n
+			}
+		}
+	}
+	return days, nil
 }
 
 func startOfDayUTC(t time.Time) time.Time {

@@ -2,6 +2,7 @@ package keystore_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -119,4 +120,62 @@ func TestUsageConsistentWithFlush(t *testing.T) {
 			t.Fatalf("Usage after flush: got %d, want 4", n)
 		}
 	})
+}
+
+// UsageBy splits each day by area or answer class, flushed and unflushed
+// counts together, exactly once each, and every day has a (maybe empty)
+// split.
+func TestUsageByPart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k, _ := f.create(t, keystore.LocalActor(), "U", "assets:read")
+	m := keystore.NewMeter(f.store, keystore.MeterOptions{})
+	f.svc.Pending = m
+	d1 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	d2 := d1.AddDate(0, 0, 1)
+	count := func(at time.Time, area string, status int) {
+		tl := m.Count(k.ID, at)
+		tl.Area(area)
+		tl.Status(status)
+	}
+	count(d1, "assets", 200)
+	count(d1, "assets", 404)
+	if err := m.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	count(d1, "workorders", 200) // unflushed
+	count(d2, "assets", 503)
+	from, to := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	areas, err := f.svc.UsageBy(ctx, keystore.LocalActor(), k.ID, from, to, keystore.ByArea)
+	if err != nil {
+		t.Fatalf("UsageBy(area): %v", err)
+	}
+	statuses, err := f.svc.UsageBy(ctx, keystore.LocalActor(), k.ID, from, to, keystore.ByStatus)
+	if err != nil {
+		t.Fatalf("UsageBy(status): %v", err)
+	}
+	want := []struct {
+		requests        int64
+		areas, statuses string
+	}{
+		{0, "map[]", "map[]"},
+		{3, "map[assets:2 workorders:1]", "map[2xx:2 4xx:1]"},
+		{1, "map[assets:1]", "map[5xx:1]"},
+	}
+	if len(areas) != len(want) || len(statuses) != len(want) {
+		t.Fatalf("days: got %d and %d, want %d", len(areas), len(statuses), len(want))
+	}
+	for i, w := range want {
+		a, s := areas[i], statuses[i]
+		if a.Requests != w.requests || fmt.Sprint(a.By) != w.areas || fmt.Sprint(s.By) != w.statuses || a.By == nil {
+			t.Errorf("%s: got %d %v %v, want %d %s %s", a.Day.Format(time.DateOnly), a.Requests, a.By, s.By, w.requests, w.areas, w.statuses)
+		}
+	}
+	if _, err := f.svc.UsageBy(ctx, keystore.LocalActor(), k.ID, from, to, "user"); keystore.KindOf(err) != keystore.KindInvalid {
+		t.Errorf("UsageBy(user): got %v, want an invalid-request error", err)
+	}
+	if _, err := f.svc.UsageBy(ctx, keystore.LocalActor(), "key_none", from, to, keystore.ByArea); keystore.KindOf(err) != keystore.KindNotFound {
+		t.Errorf("UsageBy of an unknown key: got %v, want not found", err)
+	}
 }

@@ -45,6 +45,10 @@ type Store interface {
 	// UsageTotals returns, for every id with requests in [from, to] (days,
 	// UTC), the sum of its stored per-day totals: the licence report.
 	UsageTotals(ctx context.Context, from, to time.Time) (map[string]int64, error)
+	// UsagePrefixed returns the stored per-day totals in [from, to] (days,
+	// UTC; only days with requests, ascending) of every usage id that
+	// starts with prefix: the parts of a key's usage (PartPrefix).
+	UsagePrefixed(ctx context.Context, prefix string, from, to time.Time) (map[string][]DayUsage, error)
 	// CountActive counts the keys active at now.
 	CountActive(ctx context.Context, now time.Time) (int, error)
 

@@ -217,10 +217,13 @@ type UsageDelta struct {
 	LastUsed time.Time
 }
 
-// DayUsage is the stored total of one key on one UTC day.
+// DayUsage is the total of one key on one UTC day.
 type DayUsage struct {
 	Day      time.Time
 	Requests int64
+	// By splits Requests by area or answer class (Service.UsageBy); nil
+	// elsewhere.
+	By map[string]int64
 }
 
 // CreateLimits are the caps Store.CreateKey checks atomically with the

@@ -130,6 +130,39 @@ func (s *Store) Usage(ctx context.Context, id string, from, to time.Time) ([]key
 	return out, nil
 }
 
+// UsagePrefixed implements keystore.Store: one seek to prefix, then the
+// ids that extend it, in order.
+func (s *Store) UsagePrefixed(ctx context.Context, prefix string, from, to time.Time) (map[string][]keystore.DayUsage, error) {
+	first, last := dayOf(from).Format(dayLayout), dayOf(to).Format(dayLayout)
+	out := map[string][]keystore.DayUsage{}
+	err := s.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketUsage).Cursor()
+		for k, v := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
+			i := bytes.LastIndexByte(k, 0)
+			if i < 0 || len(v) != 8 {
+				continue
+			}
+			ds := string(k[i+1:])
+			if ds < first || ds > last {
+				continue
+			}
+			day, err := time.Parse(dayLayout, ds)
+			if err != nil {
+				return fmt.Errorf("decoding usage day %q: %w", k, err)
+			}
+			if n := binary.BigEndian.Uint64(v); n > 0 {
+				id := string(k[:i])
+				out[id] = append(out[id], keystore.DayUsage{Day: day, Requests: int64(n)})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading usage with prefix %q: %w", prefix, err)
+	}
+	return out, nil
+}
+
 // UsageTotals implements keystore.Store. It walks the usage bucket: the
 // file store serves one instance, and reports are rare.
 func (s *Store) UsageTotals(ctx context.Context, from, to time.Time) (map[string]int64, error) {

@@ -177,6 +177,53 @@ func (s *Store) Prune(ctx context.Context) error {
 	return nil
 }
 
+// UsagePrefixed implements keystore.Store. The bounds compare bytes
+// (~>=~, ~<~), whatever the database's collation, and use the
+// text_pattern_ops index of migration 004.
+func (s *Store) UsagePrefixed(ctx context.Context, prefix string, from, to time.Time) (map[string][]keystore.DayUsage, error) {
+	out := map[string][]keystore.DayUsage{}
+	if prefix == "" {
+		return nil, fmt.Errorf("reading usage with prefix: the prefix is empty")
+	}
+	rows, err := s.pool.Query(ctx, `SELECT key_id, day, requests FROM key_usage
+		WHERE key_id ~>=~ $1 AND key_id ~<~ $2 AND day BETWEEN $3::date AND $4::date AND requests <> 0
+		ORDER BY key_id, day`,
+		prefix, prefixEnd(prefix), from.UTC().Format(dayFormat), to.UTC().Format(dayFormat))
+	if err != nil {
+		return nil, fmt.Errorf("reading usage with prefix %q: %w", prefix, translate(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id string
+			u  keystore.DayUsage
+		)
+		if err := rows.Scan(&id, &u.Day, &u.Requests); err != nil {
+			return nil, fmt.Errorf("reading usage with prefix %q: %w", prefix, translate(err))
+		}
+		u.Day = time.Date(u.Day.Year(), u.Day.Month(), u.Day.Day(), 0, 0, 0, 0, time.UTC)
+		out[id] = append(out[id], u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading usage with prefix %q: %w", prefix, translate(err))
+	}
+	return out, nil
+}
+
+// prefixEnd is the least string greater than every string starting with
+// prefix, for a byte-wise range: prefix with its last byte below 0xff raised
+// by one (the ids are UTF-8 text, so a NUL or 0xff never occurs).
+func prefixEnd(prefix string) string {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return prefix + "\uffff"
+}
+
 // UsageTotals implements keystore.Store.
 func (s *Store) UsageTotals(ctx context.Context, from, to time.Time) (map[string]int64, error) {
 	rows, err := s.pool.Query(ctx, `SELECT key_id, sum(requests)::bigint FROM key_usage

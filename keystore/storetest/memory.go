@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -271,6 +272,27 @@ func (m *Memory) Usage(_ context.Context, id string, from, to time.Time) ([]keys
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Day.Before(out[j].Day) })
+	return out, nil
+}
+
+func (m *Memory) UsagePrefixed(_ context.Context, prefix string, from, to time.Time) (map[string][]keystore.DayUsage, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	out := map[string][]keystore.DayUsage{}
+	for id, days := range m.usage {
+		if !strings.HasPrefix(id, prefix) {
+			continue
+		}
+		for d, n := range days {
+			if !d.Before(from) && !d.After(to) && n > 0 {
+				out[id] = append(out[id], keystore.DayUsage{Day: d, Requests: n})
+			}
+		}
+		sort.Slice(out[id], func(i, j int) bool { return out[id][i].Day.Before(out[id][j].Day) })
+	}
 	return out, nil
 }
 

@@ -88,6 +88,7 @@ func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		{"UsageIdempotent", testUsageIdempotent},
 		{"UsageLastUsedAt", testUsageLastUsedAt},
 		{"UsageConcurrent", testUsageConcurrent},
+		{"UsageParts", testUsageParts},
 		// outbox.go
 		{"OutboxRoundTrip", testOutboxRoundTrip},
 		{"OutboxClaimLease", testOutboxClaimLease},

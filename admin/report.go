@@ -2,7 +2,9 @@ package admin
 
 import (
 	"encoding/csv"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,19 +15,22 @@ import (
 // ReportRow is one key of GET /usage; Report the whole answer. The CLI
 // decodes the same types.
 type ReportRow struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	User     string `json:"user"`
-	Requests int64  `json:"requests"`
+	ID       string           `json:"id"`
+	Name     string           `json:"name"`
+	User     string           `json:"user"`
+	Requests int64            `json:"requests"`
+	By       map[string]int64 `json:"by,omitzero"`
 }
 
-// Report is GET /usage: {"keys":[…],"total":N}.
+// Report is GET /usage: {"keys":[…],"total":N}, and with by=area|status
+// "by" on every row and for the whole report.
 type Report struct {
-	Keys  []ReportRow `json:"keys"`
-	Total int64       `json:"total"`
+	Keys  []ReportRow      `json:"keys"`
+	Total int64            `json:"total"`
+	By    map[string]int64 `json:"by,omitzero"`
 }
 
-// GET /usage?from=&to=&user=&format=json|csv
+// GET /usage?from=&to=&user=&by=area|status&format=json|csv
 func (h *handler) report(w http.ResponseWriter, r *http.Request, a keystore.Actor) {
 	q := r.URL.Query()
 	from, to, err := dayRange(q)
@@ -38,7 +43,12 @@ func (h *handler) report(w http.ResponseWriter, r *http.Request, a keystore.Acto
 		h.fail(w, r, badRequest("format %q must be json or csv", format))
 		return
 	}
-	rep, err := h.svc.Report(r.Context(), a, from, to, q.Get("user"))
+	by := q.Get("by")
+	if q.Has("by") && by == "" {
+		h.fail(w, r, badRequest("by must be %q or %q", keystore.ByArea, keystore.ByStatus))
+		return
+	}
+	rep, err := h.svc.Report(r.Context(), a, from, to, q.Get("user"), by)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -47,14 +57,15 @@ func (h *handler) report(w http.ResponseWriter, r *http.Request, a keystore.Acto
 		writeReportCSV(w, rep)
 		return
 	}
-	out := Report{Keys: make([]ReportRow, 0, len(rep.Keys)), Total: rep.Total}
+	out := Report{Keys: make([]ReportRow, 0, len(rep.Keys)), Total: rep.Total, By: rep.By}
 	for _, k := range rep.Keys {
-		out.Keys = append(out.Keys, ReportRow{ID: k.ID, Name: k.Name, User: k.User, Requests: k.Requests})
+		out.Keys = append(out.Keys, ReportRow{ID: k.ID, Name: k.Name, User: k.User, Requests: k.Requests, By: k.By})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// writeReportCSV writes the report as RFC 4180 CSV with a header line.
+// writeReportCSV writes the report as RFC 4180 CSV with a header line; a
+// split report has one more column per area or class, in name order.
 func writeReportCSV(w http.ResponseWriter, rep keystore.Report) {
 	name := "keygate-usage-" + rep.From.Format(time.DateOnly) + "-to-" + rep.To.Format(time.DateOnly) + ".csv"
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
@@ -62,9 +73,18 @@ func writeReportCSV(w http.ResponseWriter, rep keystore.Report) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"id", "name", "user", "requests"})
+	parts := slices.Sorted(maps.Keys(rep.By))
+	header := []string{"id", "name", "user", "requests"}
+	for _, p := range parts {
+		header = append(header, spreadsheetSafe(p))
+	}
+	cw.Write(header)
 	for _, k := range rep.Keys {
-		cw.Write([]string{k.ID, spreadsheetSafe(k.Name), spreadsheetSafe(k.User), strconv.FormatInt(k.Requests, 10)})
+		row := []string{k.ID, spreadsheetSafe(k.Name), spreadsheetSafe(k.User), strconv.FormatInt(k.Requests, 10)}
+		for _, p := range parts {
+			row = append(row, strconv.FormatInt(k.By[p], 10))
+		}
+		cw.Write(row)
 	}
 	cw.Flush()
 }

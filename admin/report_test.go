@@ -59,6 +59,39 @@ func TestUsageReport(t *testing.T) {
 		if !reflect.DeepEqual(rows, wantRows) {
 			t.Fatalf("CSV rows: got %q, want %q", rows, wantRows)
 		}
+
+		// Split by area: per key and for the report; a key without
+		// parts has an empty split; another key's parts stay its own.
+		if err := e.store.AddUsage(t.Context(), "batch-2", []keystore.UsageDelta{
+			{KeyID: keystore.PartUsageID(a.str("id"), keystore.ByArea, "assets"), Day: today, Requests: 80},
+			{KeyID: keystore.PartUsageID(a.str("id"), keystore.ByArea, "workorders"), Day: today, Requests: 20},
+			{KeyID: keystore.PartUsageID(a.str("id"), keystore.ByStatus, "2xx"), Day: today, Requests: 100},
+			{KeyID: keystore.PartUsageID(b.str("id"), keystore.ByArea, "assets"), Day: today.AddDate(0, 0, -1), Requests: 5},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		e.svc.Pending = nil
+		r = e.do(&adminKey, "GET", "/usage?by=area", "").want(t, http.StatusOK, "")
+		want = map[string]any{"total": float64(105), "by": map[string]any{"assets": float64(85), "workorders": float64(20)}, "keys": []any{
+			map[string]any{"id": a.str("id"), "name": "mx-int", "user": "MXINTADM", "requests": float64(100), "by": map[string]any{"assets": float64(80), "workorders": float64(20)}},
+			map[string]any{"id": b.str("id"), "name": `=HYPERLINK("http://x")`, "user": "REPORTS", "requests": float64(5), "by": map[string]any{"assets": float64(5)}},
+			map[string]any{"id": c.str("id"), "name": "idle", "user": "MXINTADM", "requests": float64(0), "by": map[string]any{}},
+		}}
+		if !reflect.DeepEqual(r.obj, want) {
+			t.Fatalf("GET /usage?by=area: got %s", r.body)
+		}
+		r = e.do(&adminKey, "GET", "/usage?by=area&format=csv", "").want(t, http.StatusOK, "")
+		rows, err = csv.NewReader(strings.NewReader(string(r.body))).ReadAll()
+		if err != nil {
+			t.Fatalf("the CSV does not parse: %v\n%s", err, r.body)
+		}
+		wantRows = [][]string{{"id", "name", "user", "requests", "assets", "workorders"},
+			{a.str("id"), "mx-int", "MXINTADM", "100", "80", "20"},
+			{b.str("id"), `'=HYPERLINK("http://x")`, "REPORTS", "5", "5", "0"},
+			{c.str("id"), "idle", "MXINTADM", "0", "0", "0"}}
+		if !reflect.DeepEqual(rows, wantRows) {
+			t.Fatalf("CSV rows by area: got %q, want %q", rows, wantRows)
+		}
 	})
 }
 
@@ -72,6 +105,8 @@ func TestUsageReportErrorsAndScope(t *testing.T) {
 		{"?from=2026-11-23&to=2026-11-01", "is after"},
 		{"?from=2025-01-01&to=2026-11-23", "longer than 366 days"},
 		{"?from=yesterday", "from"},
+		{"?by=user", `by "user" must be "area" or "status"`},
+		{"?by=", `by must be "area" or "status"`},
 	} {
 		r := e.do(&adminKey, "GET", "/usage"+c.query, "").want(t, http.StatusBadRequest, "invalid_request")
 		if !strings.Contains(r.errMessage(), c.msg) {

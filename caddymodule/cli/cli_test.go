@@ -290,6 +290,18 @@ func TestRequests(t *testing.T) {
 			replyCode: 200, reply: `{"id":"key_7Hs2","days":[]}`,
 		},
 		{
+			name:   "usage by area",
+			args:   []string{"usage", "key_7Hs2", "--by", "area"},
+			method: "GET", path: "/apikey/keys/key_7Hs2/usage", query: "by=area",
+			replyCode: 200, reply: `{"id":"key_7Hs2","days":[]}`,
+		},
+		{
+			name:   "report by status",
+			args:   []string{"report", "--by", "status", "--csv"},
+			method: "GET", path: "/apikey/usage", query: "by=status&format=csv",
+			replyCode: 200, reply: "id,name,user,requests,2xx\nkey_7Hs2,mx-int,MXINTADM,12,12\n",
+		},
+		{
 			name:   "usage default range",
 			args:   []string{"usage", "key_7Hs2"},
 			method: "GET", path: "/apikey/keys/key_7Hs2/usage",
@@ -402,6 +414,8 @@ func TestUsageErrors(t *testing.T) {
 		{name: "list bad status", args: []string{"list", "--status", "deleted"}, wantErr: `invalid --status "deleted"`},
 		{name: "list negative limit", args: []string{"list", "--limit", "-1"}, wantErr: "invalid --limit"},
 		{name: "list all and cursor", args: []string{"list", "--all", "--cursor", "c"}, wantErr: "not both"},
+		{name: "usage bad by", args: []string{"usage", "key_1", "--by", "day"}, wantErr: `--by "day" must be area or status`},
+		{name: "report bad by", args: []string{"report", "--by", "user"}, wantErr: `--by "user" must be area or status`},
 		{name: "usage bad date", args: []string{"usage", "key_1", "--from", "01/11/2026"}, wantErr: "want YYYY-MM-DD"},
 		{name: "usage reversed range", args: []string{"usage", "key_1", "--from", "2026-11-30", "--to", "2026-11-01"}, wantErr: "is before --from"},
 		{name: "license with argument", args: []string{"license", "now"}, wantErr: "unexpected argument"},
@@ -837,6 +851,25 @@ func TestHumanOutput(t *testing.T) {
 				"2026-11-22         7\n" +
 				"2026-11-23     12345\n" +
 				"TOTAL          12352\n",
+		},
+		{
+			name: "usage by area",
+			args: []string{"usage", "key_7Hs2", "--by", "area"},
+			replies: map[string]reply{"GET /apikey/keys/key_7Hs2/usage": {200,
+				`{"id":"key_7Hs2","days":[{"date":"2026-11-22","requests":7,"by":{"assets":7}},{"date":"2026-11-23","requests":12345,"by":{"assets":12000,"workorders":345}}]}`}},
+			wantStdout: "DATE        REQUESTS  assets  workorders\n" +
+				"2026-11-22         7       7           0\n" +
+				"2026-11-23     12345   12000         345\n" +
+				"TOTAL          12352   12007         345\n",
+		},
+		{
+			name: "report by status",
+			args: []string{"report", "--by", "status"},
+			replies: map[string]reply{"GET /apikey/usage": {200,
+				`{"keys":[{"id":"key_7Hs2","name":"mx-int","user":"MXINTADM","requests":12,"by":{"2xx":11,"5xx":1}}],"total":12,"by":{"2xx":11,"5xx":1}}`}},
+			wantStdout: "ID        NAME    USER      REQUESTS  2XX  5XX\n" +
+				"key_7Hs2  mx-int  MXINTADM  12        11   1\n" +
+				"                  total     12        11   1\n",
 		},
 		{
 			name:       "license",

@@ -573,19 +573,26 @@ follows the cursors and prints every key (with --json, as one "keys" list).`,
 }
 
 func (a *app) usageCmd() *cobra.Command {
-	var from, to string
+	var from, to, by string
 	cmd := &cobra.Command{
-		Use:   "usage <id> [--from YYYY-MM-DD] [--to YYYY-MM-DD]",
+		Use:   "usage <id> [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--by area|status]",
 		Short: "Shows a key's requests per day",
 		Long: `
 Shows how many requests a key made per day (UTC), by default over the
-last 30 days.`,
+last 30 days. --by area adds a column per area the requests were judged
+in; --by status one per class of the answer the client got (2xx, 4xx …).`,
+		Example: `  keygate apikey usage key_7Hs2 --by area
+  keygate apikey usage key_7Hs2 --from 2026-11-01 --to 2026-11-30 --by status`,
 	}
 	cmd.Flags().StringVar(&from, "from", "", "First day, YYYY-MM-DD")
 	cmd.Flags().StringVar(&to, "to", "", "Last day, YYYY-MM-DD")
+	cmd.Flags().StringVar(&by, "by", "", "Split each day by area or status")
 	cmd.RunE = a.run([]string{"id"}, func(cmd *cobra.Command, args []string) error {
 		q, err := dayFlags(cmd, from, to)
 		if err != nil {
+			return err
+		}
+		if err := byFlag(q, by); err != nil {
 			return err
 		}
 		var u usageReport
@@ -595,6 +602,18 @@ last 30 days.`,
 		return writeUsageTable(a.stdout, &u)
 	})
 	return cmd
+}
+
+// byFlag checks --by and sets it in q.
+func byFlag(q url.Values, by string) error {
+	switch by {
+	case "":
+		return nil
+	case "area", "status":
+		q.Set("by", by)
+		return nil
+	}
+	return usageErrorf("--by %q must be area or status", by)
 }
 
 func (a *app) licenseCmd() *cobra.Command {

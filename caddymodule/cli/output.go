@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -37,8 +39,9 @@ type auditPage struct {
 type usageReport struct {
 	ID   string `json:"id"`
 	Days []struct {
-		Date     string `json:"date"`
-		Requests int64  `json:"requests"`
+		Date     string           `json:"date"`
+		Requests int64            `json:"requests"`
+		By       map[string]int64 `json:"by"`
 	} `json:"days"`
 }
 
@@ -167,17 +170,37 @@ func writeWhoami(w io.Writer, who *whoami) error {
 
 func writeUsageTable(w io.Writer, u *usageReport) error {
 	var total int64
+	parts := map[string]int64{}
 	for _, d := range u.Days {
 		total += d.Requests
+		for name, n := range d.By {
+			parts[name] += n
+		}
 	}
-	// Counts are right-aligned; the total is the widest of them.
+	names := slices.Sorted(maps.Keys(parts))
+	// Counts are right-aligned; a column's total is the widest of them.
 	width := max(len("REQUESTS"), len(strconv.FormatInt(total, 10)))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "DATE\t%*s\n", width, "REQUESTS")
-	for _, d := range u.Days {
-		fmt.Fprintf(tw, "%s\t%*d\n", cell(d.Date), width, d.Requests)
+	widths := make([]int, len(names))
+	for i, name := range names {
+		widths[i] = max(len(cell(name)), len(strconv.FormatInt(parts[name], 10)))
 	}
-	fmt.Fprintf(tw, "TOTAL\t%*d\n", width, total)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	line := func(first string, n int64, by func(string) int64) {
+		fmt.Fprintf(tw, "%s\t%*d", first, width, n)
+		for i, name := range names {
+			fmt.Fprintf(tw, "\t%*d", widths[i], by(name))
+		}
+		fmt.Fprintln(tw)
+	}
+	fmt.Fprintf(tw, "DATE\t%*s", width, "REQUESTS")
+	for i, name := range names {
+		fmt.Fprintf(tw, "\t%*s", widths[i], cell(name))
+	}
+	fmt.Fprintln(tw)
+	for _, d := range u.Days {
+		line(cell(d.Date), d.Requests, func(name string) int64 { return d.By[name] })
+	}
+	line("TOTAL", total, func(name string) int64 { return parts[name] })
 	return tw.Flush()
 }
 

@@ -17,7 +17,7 @@ func selfActor(t *testing.T, id, user string, rights ...string) *keystore.Actor 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &keystore.Actor{ID: id, User: user, Rights: r}
+	return &keystore.Actor{ID: id, User: user, Rights: r, Key: &keystore.Key{ID: id, User: user, Rights: rights}}
 }
 
 // TestSelfServiceEscalation tries every way a keys:self key could reach

@@ -73,4 +73,5 @@ var fuzzEndpoints = []struct {
 }
 
 // fuzzSelfActor is a keys:self key of the target key's user.
-var fuzzSelfActor = keystore.Actor{ID: "key_self", User: "MXINTADM", Rights: keystore.Rights{Self: true, Areas: map[string]keystore.Level{"assets": keystore.LevelRead}}}
+var fuzzSelfActor = keystore.Actor{ID: "key_self", User: "MXINTADM", Rights: keystore.Rights{Self: true, Areas: map[string]keystore.Level{"assets": keystore.LevelRead}},
+	Key: &keystore.Key{ID: "key_self", User: "MXINTADM", Rights: []string{"keys:self", "assets:read"}}}

@@ -96,7 +96,7 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	if v.Outcome != keystore.Allowed {
 		return h.app.refuse(w, r, &v)
 	}
-	actor := keystore.KeyActor(v.Principal.Key, v.Principal.Rights)
+	actor := keystore.PrincipalActor(v.Principal)
 	h.app.admin.ServeHTTP(w, r2.WithContext(admin.WithActor(r2.Context(), actor)))
 	return nil
 }

@@ -146,10 +146,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	// Boxed once per cached key: setting them does not allocate.
 	p := v.Principal
-	repl.Set("apikey.id", p.Vars.ID)
-	repl.Set("apikey.name", p.Vars.Name)
-	repl.Set("apikey.user", p.Vars.User)
-	repl.Set("http.auth.user.id", p.Vars.User)
+	repl.Set("apikey.id", p.IDValue())
+	repl.Set("apikey.name", p.NameValue())
+	repl.Set("apikey.user", p.UserValue())
+	repl.Set("http.auth.user.id", p.UserValue())
 	if v.Credential != nil {
 		repl.Set("apikey.upstream_credential", v.Credential)
 	}
@@ -192,7 +192,7 @@ func (a *App) refuse(w http.ResponseWriter, r *http.Request, v *keystore.Verdict
 		}
 	case keystore.ForbiddenRead, keystore.ForbiddenWrite, keystore.NoCredential, keystore.NotAdmin:
 		if c := a.logger.Check(zapcore.DebugLevel, "key not allowed here"); c != nil {
-			c.Write(zap.String("key_id", v.Principal.Key.ID), zap.String("reason", v.Outcome.String()),
+			c.Write(zap.String("key_id", v.Principal.ID()), zap.String("reason", v.Outcome.String()),
 				zap.String("method", r.Method), zap.String("path", r.URL.Path))
 		}
 	}

@@ -2,7 +2,6 @@ package keystore
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,36 +17,12 @@ import (
 // the same to the caller: missing, malformed, unknown, revoked, expired.
 var ErrInvalidKey = errors.New("invalid api key")
 
-// Principal is an authenticated key as the request path sees it.
-type Principal struct {
-	Key    *Key
-	Rights Rights
-	// Vars are the key's id, name and user as interface values, boxed
-	// once when the key is loaded, for callers that store them as `any`
-	// on every request (Caddy's placeholders).
-	Vars struct{ ID, Name, User any }
-	// addrs is the key's allowed_ips, parsed once.
-	addrs addrPolicy
-	// User holds the limits shared by all keys of the key's user, loaded
-	// with the key; UserUsageID is the id the user's usage is counted
-	// under (UserUsageID of the user).
-	User        UserLimits
-	UserUsageID string
-}
-
 // UserUsageID is the id under which the requests of all keys of user are
 // counted, for per-user quotas. Key ids start with "key_", so it never
 // names a key.
 func UserUsageID(user string) string { return userUsagePrefix + user }
 
 const userUsagePrefix = "user:"
-
-func newPrincipal(k *Key, rights Rights, ul UserLimits) *Principal {
-	p := &Principal{Key: k, Rights: rights, addrs: newAddrPolicy(k.AllowedIPs),
-		User: UserLimits{Rate: validRate(ul.Rate), Quota: validQuota(ul.Quota)}, UserUsageID: UserUsageID(k.User)}
-	p.Vars.ID, p.Vars.Name, p.Vars.User = k.ID, k.Name, k.User
-	return p
-}
 
 // AuthOptions configures an Authenticator. Zero values mean the defaults.
 type AuthOptions struct {
@@ -95,8 +70,10 @@ type Authenticator struct {
 	users UserLimitsReader
 	opts  AuthOptions // as built; the options in force are in set
 	set   atomic.Pointer[authSettings]
-	cache *ristretto.Cache[uint64, *cacheEntry]
-	group singleflight.Group
+	cache *ristretto.Cache[uint64, *Principal]
+	// profiles interns what cached keys have in common.
+	profiles profiles
+	group    singleflight.Group
 	// gen increases on every invalidation; a lookup that started before
 	// an invalidation neither fills the cache nor is shared with lookups
 	// that start after it, so a racing fill cannot resurrect a revoked key.
@@ -124,19 +101,10 @@ type authSettings struct {
 	sem                                                chan struct{}
 }
 
-type cacheEntry struct {
-	digest    Digest
-	principal *Principal // nil: the digest is unknown
-	loadedAt  time.Time
-	// refreshing is set while a background refresh of this entry runs,
-	// so a stale hot key starts one store lookup, not one per request.
-	refreshing atomic.Bool
-}
-
 // NewAuthenticator returns an Authenticator over store.
 func NewAuthenticator(store DigestLookup, opts AuthOptions) (*Authenticator, error) {
 	opts = opts.withDefaults()
-	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
+	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *Principal]{
 		NumCounters:        opts.CacheSize * 10,
 		MaxCost:            opts.CacheSize,
 		BufferItems:        64,
@@ -236,12 +204,12 @@ func (a *Authenticator) AuthenticateAt(ctx context.Context, key string, now time
 
 func (a *Authenticator) authenticateAt(ctx context.Context, d *Digest, now time.Time) (*Principal, error) {
 	e, ok := a.cache.Get(cacheKey(d))
-	if ok && subtle.ConstantTimeCompare(e.digest[:], d[:]) == 1 {
+	if ok && e.matches(d) {
 		set := a.set.Load()
-		age := now.Sub(e.loadedAt)
-		if age <= set.refreshAfter || e.principal == nil {
+		age := time.Duration(now.UnixNano() - e.loadedAt)
+		if age <= set.refreshAfter || e.profile == nil {
 			a.hits.Add(1)
-			return a.check(e.principal, d, now)
+			return a.check(e, now)
 		}
 		if age <= set.refreshAfter+set.maxStale {
 			// Stale but usable: answer now and re-read in the
@@ -256,14 +224,14 @@ func (a *Authenticator) authenticateAt(ctx context.Context, d *Digest, now time.
 					e.refreshing.Store(false)
 				}
 			}
-			return a.check(e.principal, d, now)
+			return a.check(e, now)
 		}
 		// Past MaxStale only the store's answer will do.
 		p, err := a.load(ctx, d)
 		if err != nil {
 			return nil, err
 		}
-		return a.check(p, d, now)
+		return a.check(p, now)
 	}
 	a.misses.Add(1)
 	// A client already gone gets no lookup; checking here also keeps the
@@ -275,19 +243,20 @@ func (a *Authenticator) authenticateAt(ctx context.Context, d *Digest, now time.
 	if err != nil {
 		return nil, err
 	}
-	return a.check(p, d, now)
+	return a.check(p, now)
 }
 
 // refresh re-reads a stale entry. A failure (counted by load) leaves the
 // entry as it is, to be retried by a later request.
-func (a *Authenticator) refresh(e *cacheEntry, d Digest) {
+func (a *Authenticator) refresh(e *Principal, d Digest) {
 	defer a.background.Done()
 	defer e.refreshing.Store(false)
 	a.load(context.Background(), &d)
 }
 
-func (a *Authenticator) check(p *Principal, d *Digest, now time.Time) (*Principal, error) {
-	if p == nil || !p.Key.Accepts(*d, now) {
+// check admits an entry whose digest is the presented one.
+func (a *Authenticator) check(p *Principal, now time.Time) (*Principal, error) {
+	if p == nil || !p.accepts(now) {
 		return nil, ErrInvalidKey
 	}
 	return p, nil
@@ -316,8 +285,8 @@ func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, e
 		// A flight that finished just before this one started may have
 		// filled the cache after our caller missed it.
 		if e, ok := a.cache.Get(cacheKey(d)); ok && e.digest == *d &&
-			(e.principal == nil || a.opts.Now().Sub(e.loadedAt) <= set.refreshAfter) {
-			return e.principal, nil
+			(e.profile == nil || time.Duration(a.opts.Now().UnixNano()-e.loadedAt) <= set.refreshAfter) {
+			return e, nil
 		}
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), set.lookupTimeout)
 		defer cancel()
@@ -335,16 +304,10 @@ func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, e
 		if a.OnLookup != nil {
 			a.OnLookup(elapsed, err)
 		}
-		var p *Principal
 		switch {
 		case err == nil:
-			rights, perr := ParseRights(k.Rights, nil)
-			if perr != nil {
-				// A stored key with unparsable rights grants nothing.
-				rights = Rights{}
-			}
-			p = newPrincipal(k, rights, ul)
 		case errors.Is(err, ErrNotFound):
+			k = nil
 		default:
 			a.lookupErrors.Add(1)
 			if !errors.Is(err, ErrUnavailable) {
@@ -352,12 +315,12 @@ func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, e
 			}
 			return nil, fmt.Errorf("looking up key digest: %w", err)
 		}
+		p := newPrincipal(d, k, ul, &a.profiles, a.opts.Now())
 		if a.gen.Load() == gen {
-			e := &cacheEntry{digest: *d, principal: p, loadedAt: a.opts.Now()}
-			if p == nil {
-				a.cache.SetWithTTL(cacheKey(d), e, 1, set.negativeTTL)
+			if p.profile == nil {
+				a.cache.SetWithTTL(cacheKey(d), p, 1, set.negativeTTL)
 			} else {
-				a.cache.Set(cacheKey(d), e, 1)
+				a.cache.Set(cacheKey(d), p, 1)
 			}
 			// An invalidation that ran between the check and the Set has
 			// already deleted the entry; the Set would bring it back.

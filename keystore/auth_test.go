@@ -75,7 +75,7 @@ func TestAuthenticatorCachesHitsAndMisses(t *testing.T) {
 	a, store, _, key := newAuthFixture(t)
 	ctx := t.Context()
 	p, err := a.Authenticate(ctx, key)
-	if err != nil || p.Key.ID != "key_1" || p.Rights.Level("assets") != LevelRead || p.Vars.User != "MXINTADM" {
+	if err != nil || p.ID() != "key_1" || p.Rights().Level("assets") != LevelRead || p.UserValue() != "MXINTADM" {
 		t.Fatalf("got %+v %v, want key_1 with assets:read", p, err)
 	}
 	a.Wait()
@@ -134,7 +134,7 @@ func TestAuthenticatorInvalidate(t *testing.T) {
 	store.set(DigestOf(other), &Key{ID: "key_2", Digest: DigestOf(other), Rights: []string{"assets:read"}})
 	a.Invalidate(DigestOf(other))
 	a.Wait()
-	if p, err := a.Authenticate(ctx, other); err != nil || p.Key.ID != "key_2" {
+	if p, err := a.Authenticate(ctx, other); err != nil || p.ID() != "key_2" {
 		t.Fatalf("after import: got %v %v, want key_2", p, err)
 	}
 }

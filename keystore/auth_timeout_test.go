@@ -126,7 +126,7 @@ func TestAuthenticatorStaleServedWhileStoreHangs(t *testing.T) {
 	clock.Add(90 * time.Second) // stale, within max_stale
 	for range 3 {
 		p, err := a.Authenticate(ctx, key)
-		if err != nil || p.Key.Name != "before" {
+		if err != nil || p.Name() != "before" {
 			t.Fatalf("stale key, store silent: got %v %v, want the cached key at once", p, err)
 		}
 	}
@@ -146,7 +146,7 @@ func TestAuthenticatorStaleServedWhileStoreHangs(t *testing.T) {
 	close(store.release)
 	a.background.Wait()
 	a.Wait()
-	if p, err := a.Authenticate(ctx, key); err != nil || p.Key.Name != "after" {
+	if p, err := a.Authenticate(ctx, key); err != nil || p.Name() != "after" {
 		t.Fatalf("after the refresh: got %v %v, want the re-read key", p, err)
 	}
 }
@@ -184,7 +184,7 @@ func TestAuthenticatorCallerCancelKeepsSharedLookup(t *testing.T) {
 		t.Fatalf("the shared lookup's context ended with its first caller: %v", err)
 	}
 	close(store.release)
-	if p, err := a.Authenticate(context.Background(), key); err != nil || p.Key.ID != "key_1" {
+	if p, err := a.Authenticate(context.Background(), key); err != nil || p.ID() != "key_1" {
 		t.Fatalf("another caller: got %v %v, want key_1", p, err)
 	}
 }

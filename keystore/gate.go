@@ -190,14 +190,14 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 	}
 	// A key of another environment is answered like an unknown one:
 	// nothing tells that it exists elsewhere.
-	if !pol.Admin && !p.Key.AcceptedIn(pol.Environment) {
+	if !pol.Admin && !p.AcceptedIn(pol.Environment) {
 		return g.invalid(req)
 	}
 	if !p.AllowsClient(req.Client) {
 		return Verdict{Outcome: ForbiddenAddress, Principal: p}
 	}
 	if pol.Admin {
-		if !p.Rights.Admin && !p.Rights.Self {
+		if !p.profile.rights.Admin && !p.profile.rights.Self {
 			return Verdict{Outcome: NotAdmin, Principal: p}
 		}
 		return Verdict{Outcome: Allowed, Principal: p}
@@ -212,7 +212,7 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 	if v.Outcome != Allowed {
 		return v
 	}
-	cred, hasCred := g.Credentials[p.Key.User]
+	cred, hasCred := g.Credentials[p.User()]
 	if pol.RequireCredential && !hasCred {
 		v.Outcome = NoCredential
 		return v
@@ -225,7 +225,7 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 		}
 		return v
 	}
-	v.Usage = g.Meter.Count(p.Key.ID, req.Now)
+	v.Usage = g.Meter.Count(p.ID(), req.Now)
 	if v.graphQLNeeds != nil {
 		for _, n := range v.graphQLNeeds {
 			v.Usage.Area(n.Area)
@@ -235,7 +235,7 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 	}
 	// Counted for every request, so a user quota set in mid-period sees
 	// the period's usage so far.
-	g.Meter.Count(p.UserUsageID, req.Now)
+	g.Meter.Count(p.UserUsageID(), req.Now)
 	v.Limit, v.Credential = d, cred
 	v.Path, v.EscapedPath = canonPath, canonEscaped
 	v.PathChanged = canonEscaped != req.EscapedPath
@@ -246,7 +246,7 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 // area the key holds at the level the method needs.
 func (g *Gate) judgePath(req *Request, p *Principal, clean string) Verdict {
 	need := RequiredLevel(req.Method, req.Overrides...)
-	area, ok := g.Areas.Allowed(&p.Rights, clean, need)
+	area, ok := g.Areas.Allowed(&p.profile.rights, clean, need)
 	if !ok {
 		v := Verdict{Outcome: ForbiddenRead, Principal: p, Area: area}
 		if need == LevelWrite || g.Areas.WriteOnly(area) {
@@ -289,7 +289,7 @@ func judgeGraphQL(req *Request, p *Principal, ep *GraphQLEndpoint) Verdict {
 		if n.Write {
 			need = LevelWrite
 		}
-		if p.Rights.Level(n.Area) < need {
+		if p.profile.rights.Level(n.Area) < need {
 			v.Outcome, v.Area = ForbiddenRead, n.Area
 			if n.Write {
 				v.Outcome = ForbiddenWrite
@@ -301,7 +301,7 @@ func judgeGraphQL(req *Request, p *Principal, ep *GraphQLEndpoint) Verdict {
 			v.Area = n.Area
 		}
 	}
-	if j.Introspection && !readsAny(&p.Rights, ep.Areas()) {
+	if j.Introspection && !readsAny(&p.profile.rights, ep.Areas()) {
 		v.Outcome = ForbiddenRead
 		v.Message = "introspection needs read access to an area of this GraphQL endpoint"
 		return v

@@ -233,7 +233,7 @@ func TestGateOutcomes(t *testing.T) {
 			}
 			switch c.want {
 			case keystore.Allowed:
-				if v.Principal == nil || v.Principal.Key.ID != "key_"+c.key {
+				if v.Principal == nil || v.Principal.ID() != "key_"+c.key {
 					t.Errorf("principal = %+v, want key_%s", v.Principal, c.key)
 				}
 			case keystore.TooManyFailures, keystore.RateLimited, keystore.QuotaExceeded:

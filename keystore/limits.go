@@ -206,7 +206,12 @@ func (l *Limiter) Admit(k *Key, now time.Time) Decision {
 // changes them takes effect at once, and a config whose load fails never
 // changes the running one's.
 func (l *Limiter) AdmitDefaults(k *Key, now time.Time, defRate *Rate, defQuota *Quota) Decision {
-	rate, quota := validRate(k.Rate), validQuota(k.Quota)
+	return l.admitKey(k.ID, k.Rate, k.Quota, now, defRate, defQuota)
+}
+
+// admitKey applies a key's own rate and quota, or the defaults.
+func (l *Limiter) admitKey(id string, rate *Rate, quota *Quota, now time.Time, defRate *Rate, defQuota *Quota) Decision {
+	rate, quota = validRate(rate), validQuota(quota)
 	if rate == nil {
 		rate = validRate(defRate)
 		if rate == nil {
@@ -219,7 +224,7 @@ func (l *Limiter) AdmitDefaults(k *Key, now time.Time, defRate *Rate, defQuota *
 			quota = l.defaultQuota
 		}
 	}
-	return l.admitID(k.ID, rate, quota, now)
+	return l.admitID(id, rate, quota, now)
 }
 
 // admitID applies rate and quota to the usage counted under id.
@@ -239,22 +244,23 @@ func (l *Limiter) admitID(id string, rate *Rate, quota *Quota, now time.Time) De
 
 // AdmitPrincipal is AdmitDefaults for an authenticated key, with its
 // user's limits on top: both must admit the request. The user's rate and
-// quota are kept under p.UserUsageID, which the caller must count (Meter)
+// quota are kept under p.UserUsageID(), which the caller must count (Meter)
 // with every request it admits. A request the key's limits refuse gives
 // back the user's rate budget, so a refused request never uses any.
 func (l *Limiter) AdmitPrincipal(p *Principal, now time.Time, defRate *Rate, defQuota *Quota) Decision {
-	u := p.User
+	pr := p.profile
+	u := pr.userLimits
 	if u.Rate == nil && u.Quota == nil {
-		return l.AdmitDefaults(p.Key, now, defRate, defQuota)
+		return l.admitKey(p.ID(), pr.rate, pr.quota, now, defRate, defQuota)
 	}
-	ud := l.admitID(p.UserUsageID, u.Rate, u.Quota, now)
+	ud := l.admitID(pr.userUsageID, u.Rate, u.Quota, now)
 	if !ud.Allowed {
 		return ud
 	}
-	kd := l.AdmitDefaults(p.Key, now, defRate, defQuota)
+	kd := l.admitKey(p.ID(), pr.rate, pr.quota, now, defRate, defQuota)
 	if !kd.Allowed {
 		if u.Rate != nil {
-			l.giveBack(p.UserUsageID, u.Rate)
+			l.giveBack(pr.userUsageID, u.Rate)
 		}
 		return kd
 	}

@@ -345,10 +345,10 @@ func TestMemoryBoundedByCacheSize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !lim.Admit(p.Key, at).Allowed {
-				t.Fatalf("%s refused", p.Key.ID)
+			if !lim.AdmitPrincipal(p, at, nil, nil).Allowed {
+				t.Fatalf("%s refused", p.ID())
 			}
-			m.Count(p.Key.ID, at)
+			m.Count(p.ID(), at)
 		}
 		if err := m.Flush(ctx); err != nil {
 			t.Fatal(err)

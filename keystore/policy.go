@@ -126,7 +126,7 @@ func newAddrPolicy(list []string) addrPolicy {
 // address as Caddy reports it. Keys without allowed_ips allow every client
 // without parsing anything.
 func (p *Principal) AllowsClient(client string) bool {
-	if len(p.addrs.prefixes) == 0 && !p.addrs.denyAll {
+	if len(p.profile.addrs.prefixes) == 0 && !p.profile.addrs.denyAll {
 		return true
 	}
 	a, err := netip.ParseAddr(client)
@@ -134,7 +134,7 @@ func (p *Principal) AllowsClient(client string) bool {
 		return false
 	}
 	a = a.WithZone("").Unmap()
-	for _, pre := range p.addrs.prefixes {
+	for _, pre := range p.profile.addrs.prefixes {
 		if pre.Contains(a) {
 			return true
 		}

@@ -139,22 +139,52 @@ func TestAcceptedIn(t *testing.T) {
 }
 
 // selfActor creates a keys:self key with mod applied through the local
-// endpoint and returns it as the actor the admin handler would build.
+// endpoint and returns it as the actor the admin handler builds: from the
+// cached principal its secret authenticates to, without the key's record,
+// so the bounds come from the store.
 func (f *fixture) selfActor(t *testing.T, user string, spec keystore.KeySpec) (keystore.Actor, *keystore.Key) {
 	t.Helper()
 	spec.Name, spec.User = "self", user
 	if spec.Rights == nil {
 		spec.Rights = []string{"keys:self", "assets:read"}
 	}
-	k, _, err := f.svc.Create(context.Background(), keystore.LocalActor(), spec)
+	k, secret, err := f.svc.Create(context.Background(), keystore.LocalActor(), spec)
 	if err != nil {
 		t.Fatalf("creating the keys:self key: %v", err)
 	}
-	r, err := keystore.ParseRights(k.Rights, nil)
+	auth, err := keystore.NewAuthenticator(f.store, keystore.AuthOptions{Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keystore.KeyActor(k, r), k
+	t.Cleanup(auth.Close)
+	p, err := auth.Authenticate(context.Background(), secret)
+	if err != nil {
+		t.Fatalf("authenticating the keys:self key: %v", err)
+	}
+	a := keystore.PrincipalActor(p)
+	if a.Key != nil || a.ID != k.ID || a.User != user || !a.Rights.Self {
+		t.Fatalf("actor of the keys:self key: %+v", a)
+	}
+	return a, k
+}
+
+// TestSelfServiceActingKeyRevoked: a keys:self key revoked after it was
+// cached creates nothing: its bounds are read from the store, which knows.
+func TestSelfServiceActingKeyRevoked(t *testing.T) {
+	f := newFixture(t)
+	self, parent := f.selfActor(t, "ME", keystore.KeySpec{})
+	spec := keystore.KeySpec{Name: "c", User: "ME", Rights: []string{"assets:read"}}
+	if _, _, err := f.svc.Create(context.Background(), self, spec); err != nil {
+		t.Fatalf("create while the acting key is active: %v", err)
+	}
+	if _, err := f.svc.Revoke(context.Background(), keystore.LocalActor(), parent.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := f.svc.Create(context.Background(), self, spec)
+	wantKind(t, err, keystore.KindForbidden)
+	if !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("got %v, want it to say the acting key is revoked", err)
+	}
 }
 
 func TestSelfServiceBounds(t *testing.T) {

@@ -1,6 +1,12 @@
 package keystore
 
-import "strings"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Actor is whoever calls the admin API: an admin key (keys:admin or
 // keys:self) or Caddy's local admin endpoint.
@@ -13,9 +19,10 @@ type Actor struct {
 	Rights Rights
 	// Local marks Caddy's local admin endpoint, trusted like keys:admin.
 	Local bool
-	// Key is the acting key (nil for the local endpoint): what a keys:self
-	// key creates is bounded by its limits, expiry, allowed_ips and
-	// environments.
+	// Key is the acting key's record: what a keys:self key creates is
+	// bounded by its limits, expiry, allowed_ips and environments. When nil
+	// for a key actor, the Service reads the record from the store when it
+	// needs it.
 	Key *Key
 }
 
@@ -25,6 +32,32 @@ func LocalActor() Actor { return Actor{ID: LocalActorID, Local: true} }
 // KeyActor returns the actor for an authenticated admin key.
 func KeyActor(k *Key, rights Rights) Actor {
 	return Actor{ID: k.ID, User: k.User, Rights: rights, Key: k}
+}
+
+// PrincipalActor returns the actor for an admin key as the cache holds it;
+// the Service reads the key's record when it needs its bounds.
+func PrincipalActor(p *Principal) Actor {
+	return Actor{ID: p.ID(), User: p.User(), Rights: p.Rights()}
+}
+
+// actingKey returns the record of the key acting as a, for bounding what it
+// creates: a.Key, or the store's copy, which must still be active (a key
+// revoked a moment ago may still be cached elsewhere).
+func (s *Service) actingKey(ctx context.Context, a Actor, now time.Time) (*Key, error) {
+	if a.Key != nil {
+		return a.Key, nil
+	}
+	k, err := s.Store.GetKey(ctx, a.ID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, forbiddenf("the acting key %s no longer exists", a.ID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the acting key: %w", err)
+	}
+	if st := k.Status(now); st != StatusActive {
+		return nil, forbiddenf("the acting key %s is %s", a.ID, st)
+	}
+	return k, nil
 }
 
 func (a Actor) admin() bool { return a.Local || a.Rights.Admin }

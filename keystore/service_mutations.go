@@ -13,7 +13,7 @@ import (
 // key and the secret, which is never available again.
 func (s *Service) Create(ctx context.Context, a Actor, spec KeySpec) (*Key, string, error) {
 	now := s.now()
-	k, details, err := s.specKey(a, spec, now)
+	k, details, err := s.specKey(ctx, a, spec, now)
 	if err != nil {
 		return nil, "", err
 	}
@@ -59,7 +59,7 @@ func (s *Service) Import(ctx context.Context, a Actor, spec ImportSpec) (*Key, e
 	default:
 		return nil, invalidf("give the key to import as apikey, or its SHA-256 hex digest as sha256")
 	}
-	k, details, err := s.specKey(a, spec.KeySpec, now)
+	k, details, err := s.specKey(ctx, a, spec.KeySpec, now)
 	if err != nil {
 		return nil, err
 	}

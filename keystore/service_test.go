@@ -87,7 +87,7 @@ func actor(t *testing.T, id, user string, rights ...string) keystore.Actor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keystore.Actor{ID: id, User: user, Rights: r}
+	return keystore.Actor{ID: id, User: user, Rights: r, Key: &keystore.Key{ID: id, User: user, Rights: rights}}
 }
 
 func (f *fixture) create(t *testing.T, a keystore.Actor, user string, rights ...string) (*keystore.Key, string) {

@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"time"
@@ -82,7 +83,7 @@ func parseExpiresAt(v string) (time.Time, error) {
 
 // specKey validates the create fields and returns the key to store
 // (without id, digest and start) and the audit details.
-func (s *Service) specKey(a Actor, spec KeySpec, now time.Time) (*Key, map[string]any, error) {
+func (s *Service) specKey(ctx context.Context, a Actor, spec KeySpec, now time.Time) (*Key, map[string]any, error) {
 	if err := checkAdminText("name", spec.Name, maxNameLen, true); err != nil {
 		return nil, nil, err
 	}
@@ -146,8 +147,12 @@ func (s *Service) specKey(a Actor, spec KeySpec, now time.Time) (*Key, map[strin
 	if k.Environments, err = ValidateEnvironments(spec.Environments); err != nil {
 		return nil, nil, err
 	}
-	if !a.admin() && a.Key != nil {
-		if err := boundChild(a.Key, k, now); err != nil {
+	if !a.admin() {
+		parent, err := s.actingKey(ctx, a, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := boundChild(parent, k, now); err != nil {
 			return nil, nil, err
 		}
 	}

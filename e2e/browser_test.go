@@ -107,10 +107,15 @@ func TestBrowserConsole(t *testing.T) {
 	if got := b.waitDownload("mx-asset-reader.apikey"); got != secret+"\n" {
 		t.Fatalf("downloaded file: got %q, want the key and a newline", got)
 	}
+	// Admitted requests to assets, by the new key and by every key: the
+	// usage pages are checked against them.
+	keyAssets, allAssets := 0, 0
 	for range 3 {
 		if code, body, _ := call(t, "GET", asset, hdr("apikey", secret)); code != http.StatusOK {
 			t.Fatalf("the new key through the proxy: got %d (%s), want 200", code, body)
 		}
+		keyAssets++
+		allAssets++
 	}
 	// Closing asks first; "Go back" keeps the dialog open.
 	b.click("#secret-close")
@@ -133,6 +138,10 @@ func TestBrowserConsole(t *testing.T) {
 	b.waitText("#detail-facts", "127.0.0.0/8, ::1/128")
 	b.waitText("#usage-total", "3 requests in the last 30 days")
 	b.waitFor("a bar in the usage chart", `[...document.querySelectorAll('#usage svg rect.bar')].some((r) => +r.getAttribute('height') > 0)`)
+	// Under it, the same 30 days by area: all in assets.
+	if got, want := areaBars(b, "#key-area-chart"), fmt.Sprintf("assets=%d", keyAssets); got != want {
+		t.Fatalf("the key's requests by area: got %s, want %s", got, want)
+	}
 	b.waitText("#audit-body", "create")
 	// The audit details read as text, not JSON.
 	b.waitText("#audit-body", "rate: 100 per 1m")
@@ -182,9 +191,11 @@ func TestBrowserConsole(t *testing.T) {
 	if code := in.adminJSON("GET", "/users/MXINTADM", nil, &user); code != 200 || user.Quota == nil || user.Quota.Limit != 5000 {
 		t.Fatalf("GET /users/MXINTADM after saving in the console: %d %+v", code, user)
 	}
-	if _, _, h := call(t, "GET", asset, hdr("apikey", secret)); h.Get("RateLimit-Limit") == "" {
-		t.Fatal("no RateLimit-Limit header under the user's quota")
+	if code, _, h := call(t, "GET", asset, hdr("apikey", secret)); code != http.StatusOK || h.Get("RateLimit-Limit") == "" {
+		t.Fatalf("under the user's quota: got %d and RateLimit-Limit %q, want 200 and the header", code, h.Get("RateLimit-Limit"))
 	}
+	keyAssets++
+	allAssets++
 	evalJS[string](b, `(() => { document.querySelector('#u-quota').value = ''; return ''; })()`)
 	b.click("#u-save")
 	b.waitText("#user-facts", "Shared quota")
@@ -193,14 +204,51 @@ func TestBrowserConsole(t *testing.T) {
 	evalJS[string](b, `(() => { history.back(); return ""; })()`)
 	b.waitText("#detail-title", "mx-asset-reader")
 
-	// The licence report: the key's requests so far, and the CSV.
+	// Requests in a second area by another key, and one more in assets by
+	// the admin key, for the Usage page's charts.
+	workorders := 0
+	for range 2 {
+		if code, body, _ := call(t, "GET", in.siteURL+"/maximo/oslc/os/mxapiwodetail", hdr("apikey", other.Key)); code != http.StatusOK {
+			t.Fatalf("work orders through the proxy: got %d (%s), want 200", code, body)
+		}
+		workorders++
+	}
+	if code, body, _ := call(t, "GET", asset, hdr("apikey", admin.Key)); code != http.StatusOK {
+		t.Fatalf("assets with the admin key through the proxy: got %d (%s), want 200", code, body)
+	}
+	allAssets++
+
+	// The licence report: the key's requests so far, the charts by area
+	// and by answer class, and the CSV.
 	b.click("#nav-usage")
 	b.waitFor("the report row", fmt.Sprintf(`document.querySelector('#report-body tr[data-id=%q]')`, keyID))
-	if got := evalJS[string](b, fmt.Sprintf(`document.querySelector('#report-body tr[data-id=%q] td.num').textContent`, keyID)); got != "4" {
-		t.Fatalf("requests of the new key in the report: got %s, want 4", got)
+	if got, want := evalJS[string](b, fmt.Sprintf(`document.querySelector('#report-body tr[data-id=%q] td.num').textContent`, keyID)), fmt.Sprint(keyAssets); got != want {
+		t.Fatalf("requests of the new key in the report: got %s, want %s", got, want)
 	}
-	b.waitText("#report-total", "requests by")
+	b.waitFor("the report's total", fmt.Sprintf(`document.querySelector('#report-total').textContent.startsWith('%d requests by')`, allAssets+workorders))
+	// One bar per area with requests, the most first; locations has none.
+	if got, want := areaBars(b, "#area-chart"), fmt.Sprintf("assets=%d workorders=%d", allAssets, workorders); got != want {
+		t.Fatalf("the Usage page's requests per area: got %s, want %s", got, want)
+	}
+	if got := evalJS[string](b, `document.querySelector('#area-chart svg').getAttribute('role') + ': ' + document.querySelector('#area-chart svg').getAttribute('aria-label')`); !strings.HasPrefix(got, "img: Requests per area from ") || !strings.HasSuffix(got, fmt.Sprintf(": assets %d, workorders %d.", allAssets, workorders)) {
+		t.Fatalf("the area chart's accessible name: got %q", got)
+	}
+	// Every request was answered 200 by the backend.
+	b.waitFor("the answer classes", `document.querySelector('#status-chart rect.status-bar')`)
+	classes := evalJS[string](b, `[...document.querySelectorAll('#status-chart rect.status-bar')].map((r) => r.dataset.class + '=' + r.dataset.count).join(' ')`)
+	if want := fmt.Sprintf("2xx=%d 3xx=0 4xx=0 5xx=0", allAssets+workorders); classes != want {
+		t.Fatalf("the Usage page's answer classes: got %s, want %s", classes, want)
+	}
 	b.screenshot("usage-report", true)
+	// A range without requests: the empty state.
+	evalJS[string](b, `(() => { document.querySelector('#r-from').value = '2020-01-01'; document.querySelector('#r-to').value = '2020-01-31'; return ''; })()`)
+	b.click("#r-show")
+	b.waitText("#area-chart", "No requests in this range")
+	b.waitText("#status-chart", "No requests in this range")
+	b.waitFor("an empty report", `document.querySelector('#report-total').textContent.startsWith('0 requests by')`)
+	evalJS[string](b, `(() => { document.querySelector('#r-from').value = ''; document.querySelector('#r-to').value = ''; return ''; })()`)
+	b.click("#r-show")
+	b.waitFor("the report again", fmt.Sprintf(`document.querySelector('#report-total').textContent.startsWith('%d requests by') && document.querySelector('#area-chart rect.area-bar')`, allAssets+workorders))
 	b.click("#r-csv")
 	rows, err := csv.NewReader(strings.NewReader(b.waitDownload("keygate-usage.csv"))).ReadAll()
 	if err != nil || len(rows) < 2 || strings.Join(rows[0], ",") != "id,name,user,requests" {
@@ -306,4 +354,22 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// areaBars reads the bars of the area chart in box from the page, in their
+// order, as "area=count …"; each bar's written count must match its
+// data-count.
+func areaBars(b *browserTab, box string) string {
+	b.t.Helper()
+	b.waitFor("the bars of "+box, fmt.Sprintf(`document.querySelector(%s)`, jsString(box+" rect.area-bar")))
+	bars := evalJS[[][]string](b, fmt.Sprintf(`[...document.querySelectorAll(%s)].map((r) => [r.dataset.area, r.dataset.count,
+		[...r.ownerSVGElement.querySelectorAll('text.bar-count')].find((t) => t.dataset.area === r.dataset.area).textContent])`, jsString(box+" rect.area-bar")))
+	var out []string
+	for _, bar := range bars {
+		if bar[1] != bar[2] {
+			b.fail("%s: the bar of %s has data-count %s but reads %q", box, bar[0], bar[1], bar[2])
+		}
+		out = append(out, bar[0]+"="+bar[1])
+	}
+	return strings.Join(out, " ")
 }

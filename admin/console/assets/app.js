@@ -180,6 +180,7 @@
     $('detail-facts').replaceChildren();
     $('audit-body').replaceChildren();
     $('usage').replaceChildren();
+    for (const id of ['report-body', 'report-total', 'area-chart', 'status-chart']) $(id).replaceChildren();
     $('new-form').reset();
     show($('license'), false);
     renderWho();
@@ -845,6 +846,58 @@
     loadAudit(k.id);
   }
 
+  /**
+   * barChart draws a horizontal bar chart, one labelled row per part, in
+   * the order given: parts are [name, count] pairs. Each bar is a
+   * rect.<barClass> with data-<dataKey>="name" and data-count, its count is
+   * written after it (as "n · p%" when opts.share is set: the total to take
+   * shares of), and the svg's accessible name (role img) carries every
+   * number. opts: label (what the chart shows), barClass, dataKey, width
+   * (in px, so the text is not scaled much), names (a display name per part,
+   * optional), classOf (an extra class per part, optional).
+   */
+  function barChart(parts, opts) {
+    const W = opts.width, rowH = 26, charW = 7;
+    const shown = (name) => (opts.names && opts.names[name]) || name;
+    // The label column fits the longest name, up to 40 % of the width;
+    // longer names are cut (the tooltip has them whole).
+    const longest = Math.max(...parts.map(([name]) => shown(name).length));
+    const labelW = Math.min(Math.round(W * 0.4), 16 + charW * longest), countW = opts.share ? 96 : 60;
+    const barW = W - labelW - countW;
+    const max = Math.max(1, ...parts.map(([, n]) => n));
+    const pct = (n) => opts.share ? Math.round((n / opts.share) * 100) + '%' : '';
+    const countText = (n) => opts.share ? `${n} · ${pct(n)}` : String(n);
+    const fit = Math.max(4, Math.floor((labelW - 12) / charW));
+    const summary = parts.map(([name, n]) => `${shown(name)} ${n}${opts.share ? ' (' + pct(n) + ')' : ''}`).join(', ');
+    const chart = svg('svg', {viewBox: `0 0 ${W} ${parts.length * rowH}`, class: 'chart bars', role: 'img',
+      'aria-label': `${opts.label}: ${summary}.`});
+    parts.forEach(([name, n], i) => {
+      const y = i * rowH, w = n ? Math.max(2, (n / max) * barW) : 0;
+      const tip = `${shown(name)}: ${n} request${n === 1 ? '' : 's'}${opts.share ? ' (' + pct(n) + ')' : ''}`;
+      const label = shown(name).length > fit ? shown(name).slice(0, fit - 1) + '…' : shown(name);
+      const extra = opts.classOf ? ' ' + opts.classOf(name) : '';
+      const data = 'data-' + opts.dataKey;
+      chart.append(svg('text', {x: labelW - 8, y: y + rowH / 2, class: 'bar-label', text: label}));
+      chart.append(svg('rect', {x: labelW, y: y + 4, width: w, height: rowH - 8, class: opts.barClass + extra,
+        [data]: name, 'data-count': n}, svg('title', {text: tip})));
+      chart.append(svg('text', {x: labelW + w + 6, y: y + rowH / 2, class: 'bar-count', [data]: name, text: countText(n)}));
+      // A full-row hit area, so a short bar or a cut name has a tooltip too.
+      chart.append(svg('rect', {x: 0, y, width: W, height: rowH, class: 'hit'}, svg('title', {text: tip})));
+    });
+    return chart;
+  }
+
+  /** chartWidth is the width, in px, to draw a chart in box at: its content's. */
+  function chartWidth(box) {
+    const cs = getComputedStyle(box);
+    const w = box.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    return Math.round(Math.max(280, w || 560));
+  }
+
+  /** byCount sorts the parts of a "by" object by count (most first), then name. */
+  const byCount = (by) => Object.entries(by || {}).filter(([, n]) => n > 0)
+    .sort(([a, m], [b, n]) => n - m || (a < b ? -1 : a > b ? 1 : 0));
+
   async function loadUsage(id) {
     const box = $('usage');
     box.replaceChildren(el('p', {class: 'muted'}, 'Loading usage…'));
@@ -853,7 +906,7 @@
     const day = (d) => d.toISOString().slice(0, 10);
     let r;
     try {
-      r = await api('GET', `/keys/${enc(id)}/usage?from=${day(from)}&to=${day(to)}`);
+      r = await api('GET', `/keys/${enc(id)}/usage?from=${day(from)}&to=${day(to)}&by=area`);
     } catch (e) {
       box.replaceChildren(el('p', {class: 'error'}, 'Usage could not be loaded: ' + e.message));
       return;
@@ -885,6 +938,16 @@
     chart.append(svg('text', {x: pad, y: H + 16, class: 'tick'}, document.createTextNode(days[0][0])));
     chart.append(svg('text', {x: W, y: H + 16, class: 'tick end'}, document.createTextNode(days[29][0])));
     box.replaceChildren(el('p', {class: 'usage-total', id: 'usage-total'}, `${total} request${total === 1 ? "" : "s"} in the last 30 days`), chart);
+    // The same 30 days by area, when any request was counted in one.
+    const byArea = {};
+    for (const d of r.days) for (const [name, n] of Object.entries(d.by || {})) byArea[name] = (byArea[name] || 0) + n;
+    const parts = byCount(byArea);
+    if (parts.length) {
+      box.append(el('div', {id: 'key-area-chart', class: 'usage-split'},
+        el('h3', {}, 'By area'),
+        barChart(parts, {label: `Requests per area from ${days[0][0]} to ${days[29][0]}`, barClass: 'area-bar', dataKey: 'area', width: chartWidth(box)}),
+        el('p', {class: 'help'}, 'A GraphQL request that touches several areas counts in each.')));
+    }
   }
 
   // auditDetails renders an audit event's details for people: rights as a
@@ -923,26 +986,82 @@
 
   // ---------- licence report ----------
 
-  function reportQuery(format) {
+  function reportQuery(format, by) {
     const q = new URLSearchParams();
     if ($('r-from').value) q.set('from', $('r-from').value);
     if ($('r-to').value) q.set('to', $('r-to').value);
     if ($('r-user').value.trim()) q.set('user', $('r-user').value.trim());
     if (format) q.set('format', format);
+    if (by) q.set('by', by);
     return q.toString();
   }
 
+  /**
+   * reportRange describes the report's range and user for the charts'
+   * names, with the server's defaults (to: today UTC; from: 29 days before
+   * to).
+   */
+  function reportRange() {
+    const day = (d) => d.toISOString().slice(0, 10);
+    const to = $('r-to').value || day(new Date());
+    const from = $('r-from').value || day(new Date(Date.parse(to + 'T00:00:00Z') - 29 * 86400000));
+    const user = $('r-user').value.trim();
+    return `from ${from} to ${to}` + (user ? ` for user ${user}` : '');
+  }
+
+  const statusClasses = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'];
+  const statusNames = {'1xx': '1xx informational', '2xx': '2xx success', '3xx': '3xx redirection',
+    '4xx': '4xx client error', '5xx': '5xx server error', other: 'other'};
+
+  function renderAreaChart(box, r, range) {
+    const parts = byCount(r.by);
+    if (!parts.length) {
+      box.replaceChildren(el('p', {class: 'empty', id: 'area-empty'}, r.total
+        ? 'None of these requests was counted in an area.' : 'No requests in this range.'));
+      return;
+    }
+    box.replaceChildren(barChart(parts, {label: `Requests per area ${range}`, barClass: 'area-bar', dataKey: 'area', width: chartWidth(box)}),
+      el('p', {class: 'help'}, 'A GraphQL request that touches several areas counts in each, so the areas need not add up to the requests.'));
+  }
+
+  function renderStatusChart(box, r, range) {
+    const by = r.by || {};
+    const answered = Object.values(by).reduce((s, n) => s + n, 0);
+    if (!answered) {
+      box.replaceChildren(el('p', {class: 'empty', id: 'status-empty'}, r.total
+        ? 'No answer classes were counted for these requests.' : 'No requests in this range.'));
+      return;
+    }
+    // 2xx to 5xx always, 1xx and other when there are any, in class order.
+    const names = [...statusClasses, ...Object.keys(by).filter((c) => !statusClasses.includes(c)).sort()];
+    const parts = names.map((c) => [c, by[c] || 0]).filter(([c, n]) => n > 0 || /^[2-5]xx$/.test(c));
+    box.replaceChildren(barChart(parts, {label: `Answers by class ${range}`, barClass: 'status-bar', dataKey: 'class',
+      width: chartWidth(box), share: answered, names: statusNames, classOf: (c) => 'status-' + c}));
+  }
+
+  let reportSeq = 0;
+
   async function loadReport() {
     show($('report-error'), false);
+    const seq = ++reportSeq;
+    const areaBox = $('area-chart'), statusBox = $('status-chart');
+    for (const b of [areaBox, statusBox]) b.replaceChildren(el('p', {class: 'muted'}, 'Loading…'));
+    // The rows and the areas in one call, the answer classes in another.
+    const byStatus = api('GET', '/usage?' + reportQuery('', 'status')).catch((e) => e);
     let r;
     try {
-      r = await api('GET', '/usage?' + reportQuery(''));
+      r = await api('GET', '/usage?' + reportQuery('', 'area'));
     } catch (e) {
+      if (seq !== reportSeq) return;
+      areaBox.replaceChildren();
+      statusBox.replaceChildren();
       if (e.status === 401) return;
       $('report-error').textContent = e.message;
       show($('report-error'), true);
       return;
     }
+    if (seq !== reportSeq) return;
+    const range = reportRange();
     const rows = [...r.keys].sort((a, b) => b.requests - a.requests);
     const top = Math.max(1, ...rows.map((k) => k.requests));
     $('report-body').replaceChildren(...rows.map((k) => el('tr', {'data-id': k.id},
@@ -952,6 +1071,14 @@
       el('td', {}, el('span', {class: 'bar-cell', style: null, title: `${k.requests} of ${r.total}`},
         el('meter', {min: '0', max: String(top), value: String(k.requests)}))))));
     $('report-total').textContent = `${r.total} requests by ${rows.length} key${rows.length === 1 ? '' : 's'}.`;
+    renderAreaChart(areaBox, r, range);
+    const s = await byStatus;
+    if (seq !== reportSeq) return;
+    if (s instanceof Error) {
+      statusBox.replaceChildren(el('p', {class: 'error'}, 'The answer classes could not be loaded: ' + s.message));
+      return;
+    }
+    renderStatusChart(statusBox, s, range);
   }
 
   $('report-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadReport(); });

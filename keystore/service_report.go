@@ -64,6 +64,16 @@ func (s *Service) Report(ctx context.Context, a Actor, from, to time.Time, user,
 				unflushed[k.ID] = true
 			}
 		}
+		// A part can be pending when its key's count is not: the class
+		// of an answer is counted once the answer is done, possibly
+		// after a flush took the key's count.
+		if p, ok := s.Pending.(interface{ PendingPartIDs(prefix string) []string }); ok && by != "" {
+			for _, id := range p.PendingPartIDs("") {
+				if kid, b, _, ok := SplitPartUsageID(id); ok && b == by {
+					unflushed[kid] = true
+				}
+			}
+		}
 	}
 	totals, err := s.Store.UsageTotals(ctx, from, to)
 	if err != nil {

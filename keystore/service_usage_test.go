@@ -179,3 +179,35 @@ func TestUsageByPart(t *testing.T) {
 		t.Errorf("UsageBy of an unknown key: got %v, want not found", err)
 	}
 }
+
+// The class of an answer is counted when the answer is done, so a flush can
+// store the key's count before its class is counted. The report still
+// includes the unflushed class, like UsageBy does.
+func TestReportByIncludesPartsPendingAfterTheKeysFlush(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k, _ := f.create(t, keystore.LocalActor(), "U", "assets:read")
+	m := keystore.NewMeter(f.store, keystore.MeterOptions{})
+	f.svc.Pending = m
+	tl := m.Count(k.ID, f.clock.Now())
+	tl.Area("assets")
+	if err := m.Flush(context.Background()); err != nil { // while the request is answered
+		t.Fatal(err)
+	}
+	tl.Status(200)
+	ctx := context.Background()
+	days, err := f.svc.UsageBy(ctx, keystore.LocalActor(), k.ID, time.Time{}, time.Time{}, keystore.ByStatus)
+	if err != nil {
+		t.Fatalf("UsageBy: %v", err)
+	}
+	if got := days[len(days)-1]; got.Requests != 1 || fmt.Sprint(got.By) != "map[2xx:1]" {
+		t.Fatalf("UsageBy(status) today: got %d %v, want 1 map[2xx:1]", got.Requests, got.By)
+	}
+	rep, err := f.svc.Report(ctx, keystore.LocalActor(), time.Time{}, time.Time{}, "", keystore.ByStatus)
+	if err != nil {
+		t.Fatalf("Report: %v", err)
+	}
+	if len(rep.Keys) != 1 || rep.Keys[0].Requests != 1 || fmt.Sprint(rep.Keys[0].By) != "map[2xx:1]" || fmt.Sprint(rep.By) != "map[2xx:1]" {
+		t.Fatalf("Report(status): got %+v, want the key's 1 request as map[2xx:1] in its row and the report", rep)
+	}
+}

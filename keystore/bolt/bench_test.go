@@ -10,6 +10,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/storetest"
 )
 
 // benchDigest is the digest of the i-th benchmark key.
@@ -87,4 +88,15 @@ func BenchmarkLookupDigest(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkColdKey: the first request of a key not in the cache against a
+// cached one (storetest.BenchmarkColdKey).
+func BenchmarkColdKey(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "keys.db"), Options{})
+	if err != nil {
+		b.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	storetest.BenchmarkColdKey(b, s)
 }

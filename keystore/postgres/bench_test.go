@@ -9,6 +9,7 @@ import (
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/postgres"
+	"github.com/keygate/keygate/keystore/storetest"
 )
 
 // BenchmarkLookupDigest measures the cache-miss path of a request: one
@@ -64,4 +65,10 @@ func BenchmarkLookupDigest(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkColdKey: the first request of a key not in the cache against a
+// cached one (storetest.BenchmarkColdKey).
+func BenchmarkColdKey(b *testing.B) {
+	storetest.BenchmarkColdKey(b, newStore(b, postgres.Options{MaxConns: 8}))
 }

@@ -66,8 +66,10 @@ type AuthStats struct {
 // handler of a process (it outlives config reloads).
 type Authenticator struct {
 	store DigestLookup
-	// users, when set, gives each key its user's limits.
+	// users, when set, gives each key its user's limits; both, when the
+	// store reads a key and its user's limits together.
 	users UserLimitsReader
+	both  KeyWithUserLimitsLookup
 	opts  AuthOptions // as built; the options in force are in set
 	set   atomic.Pointer[authSettings]
 	cache *ristretto.Cache[uint64, *Principal]
@@ -114,6 +116,9 @@ func NewAuthenticator(store DigestLookup, opts AuthOptions) (*Authenticator, err
 		return nil, fmt.Errorf("creating key cache: %w", err)
 	}
 	a := &Authenticator{store: store, users: opts.Users, opts: opts, cache: cache}
+	if b, ok := store.(KeyWithUserLimitsLookup); ok && opts.Users != nil && any(opts.Users) == any(store) {
+		a.both = b
+	}
 	a.set.Store(opts.settings())
 	return a, nil
 }
@@ -359,6 +364,12 @@ func (a *Authenticator) lookupDigest(ctx context.Context, d *Digest, sem chan st
 	}
 	done := make(chan answer, 1)
 	go func() {
+		if a.both != nil {
+			k, ul, err := a.both.LookupDigestWithUserLimits(ctx, *d)
+			<-sem
+			done <- answer{k, ul, err}
+			return
+		}
 		k, err := a.store.LookupDigest(ctx, *d)
 		var ul UserLimits
 		if err == nil && a.users != nil {

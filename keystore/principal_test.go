@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -161,5 +162,55 @@ func TestAuthenticatorGraceDigestCached(t *testing.T) {
 	}
 	if n := store.lookups.Load(); n != 1 {
 		t.Fatalf("%d store lookups for one key used three times, want 1", n)
+	}
+}
+
+// pairedStore reads a key and its user's limits together, and counts which
+// way it was asked.
+type pairedStore struct {
+	*lookupStore
+	limits        UserLimits
+	apart, paired atomic.Int64
+}
+
+func (s *pairedStore) UserLimits(context.Context, string) (UserLimits, error) {
+	s.apart.Add(1)
+	return s.limits, nil
+}
+
+func (s *pairedStore) LookupDigestWithUserLimits(ctx context.Context, d Digest) (*Key, UserLimits, error) {
+	s.paired.Add(1)
+	k, err := s.lookupStore.LookupDigest(ctx, d)
+	return k, s.limits, err
+}
+
+// TestAuthenticatorReadsKeyAndLimitsTogether: with a store that can, a
+// cold key costs one store call, and its user's limits come with it; an
+// Authenticator given another UserLimitsReader keeps asking that one.
+func TestAuthenticatorReadsKeyAndLimitsTogether(t *testing.T) {
+	t.Parallel()
+	for _, sameReader := range []bool{true, false} {
+		store := &pairedStore{lookupStore: &lookupStore{keys: map[Digest]*Key{}}, limits: UserLimits{Quota: &Quota{Limit: 9, Period: PeriodDay}}}
+		secret, _ := GenerateKey("kg")
+		store.set(DigestOf(secret), &Key{ID: "key_1", User: "U", Rights: []string{"assets:read"}, Digest: DigestOf(secret)})
+		var users UserLimitsReader = store
+		if !sameReader {
+			users = &pairedStore{lookupStore: store.lookupStore, limits: store.limits}
+		}
+		a, err := NewAuthenticator(store, AuthOptions{Users: users})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := a.Authenticate(t.Context(), secret)
+		a.Close()
+		if err != nil || p.UserLimits().Quota == nil || p.UserLimits().Quota.Limit != 9 {
+			t.Fatalf("same reader %v: got %v, %v; want the user's quota", sameReader, p, err)
+		}
+		if sameReader && (store.paired.Load() != 1 || store.apart.Load() != 0) {
+			t.Errorf("one store: %d paired and %d separate limit reads, want 1 and 0", store.paired.Load(), store.apart.Load())
+		}
+		if !sameReader && (store.paired.Load() != 0 || users.(*pairedStore).apart.Load() != 1) {
+			t.Errorf("separate reader: %d paired reads on the key store, %d limit reads on the reader; want 0 and 1", store.paired.Load(), users.(*pairedStore).apart.Load())
+		}
 	}
 }

@@ -78,6 +78,15 @@ type UserLimitsReader interface {
 	UserLimits(ctx context.Context, user string) (UserLimits, error)
 }
 
+// KeyWithUserLimitsLookup is implemented by stores that read a key by
+// digest and its user's limits in one round trip (Postgres); the
+// Authenticator uses it when the store is also its UserLimitsReader.
+type KeyWithUserLimitsLookup interface {
+	// LookupDigestWithUserLimits is LookupDigest and UserLimits of the
+	// key's user, read together.
+	LookupDigestWithUserLimits(ctx context.Context, d Digest) (*Key, UserLimits, error)
+}
+
 // UsageWriter stores usage counts (the Meter).
 type UsageWriter interface {
 	// AddUsage adds a batch of usage deltas in one transaction. batchID

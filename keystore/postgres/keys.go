@@ -27,8 +27,8 @@ const (
 	condExpired = `(revoked_at IS NULL OR revoked_at > $1) AND expires_at <= $1`
 )
 
-// scanKey reads a row of keyColumns.
-func scanKey(row pgx.Row) (*keystore.Key, int64, error) {
+// scanKey reads a row of keyColumns, then into extra the columns after them.
+func scanKey(row pgx.Row, extra ...any) (*keystore.Key, int64, error) {
 	var (
 		k           keystore.Key
 		pos         int64
@@ -39,10 +39,10 @@ func scanKey(row pgx.Row) (*keystore.Key, int64, error) {
 		quotaLimit  *int64
 		quotaPeriod *string
 	)
-	err := row.Scan(&pos, &k.ID, &k.Name, &k.Description, &k.User, &k.Rights, &k.Start, &digest, &k.Imported,
+	err := row.Scan(append([]any{&pos, &k.ID, &k.Name, &k.Description, &k.User, &k.Rights, &k.Start, &digest, &k.Imported,
 		&k.CreatedAt, &k.CreatedBy, &k.ExpiresAt, &k.RevokedAt, &k.LastUsedAt,
 		&rateLimit, &ratePer, &quotaLimit, &quotaPeriod, &prev, &k.GraceUntil,
-		&k.AllowedIPs, &k.Environments)
+		&k.AllowedIPs, &k.Environments}, extra...)...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -242,6 +242,21 @@ func (s *Store) LookupDigest(ctx context.Context, d keystore.Digest) (*keystore.
 		return nil, fmt.Errorf("looking up key: %w", translate(err))
 	}
 	return k, nil
+}
+
+// LookupDigestWithUserLimits implements keystore.KeyWithUserLimitsLookup:
+// the key and its user's limits in one query, so a key not in the cache
+// costs one round trip to the database, not two.
+func (s *Store) LookupDigestWithUserLimits(ctx context.Context, d keystore.Digest) (*keystore.Key, keystore.UserLimits, error) {
+	var lim limitColumns
+	k, _, err := scanKey(s.pool.QueryRow(ctx, `SELECT k.*, ul.rate_limit, ul.rate_per, ul.quota_limit, ul.quota_period
+		FROM (SELECT `+keyColumns+` FROM keys WHERE digest = $1 OR prev_digest = $1 ORDER BY digest = $1 DESC LIMIT 1) k
+		LEFT JOIN user_limits ul ON ul.user_name = k.user_name`, d[:]), lim.dest()...)
+	if err != nil {
+		// No digest in the message: it is a secret's hash.
+		return nil, keystore.UserLimits{}, fmt.Errorf("looking up key: %w", translate(err))
+	}
+	return k, lim.limits(), nil
 }
 
 // ListKeys implements keystore.Store. Keys come in creation order; the

@@ -104,25 +104,37 @@ func recordUserChange(ctx context.Context, tx pgx.Tx, user string) error {
 
 // UserLimits implements keystore.Store.
 func (s *Store) UserLimits(ctx context.Context, user string) (keystore.UserLimits, error) {
-	var (
-		l                     keystore.UserLimits
-		rateLimit, quotaLimit *int64
-		ratePer               *time.Duration
-		quotaPeriod           *string
-	)
+	var lim limitColumns
 	err := s.pool.QueryRow(ctx, `SELECT rate_limit, rate_per, quota_limit, quota_period FROM user_limits WHERE user_name = $1`, user).
-		Scan(&rateLimit, &ratePer, &quotaLimit, &quotaPeriod)
+		Scan(lim.dest()...)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return l, nil
+		return keystore.UserLimits{}, nil
 	case err != nil:
-		return l, fmt.Errorf("reading the limits of user %s: %w", user, translate(err))
+		return keystore.UserLimits{}, fmt.Errorf("reading the limits of user %s: %w", user, translate(err))
 	}
-	if rateLimit != nil && ratePer != nil {
-		l.Rate = &keystore.Rate{Limit: *rateLimit, Per: *ratePer}
+	return lim.limits(), nil
+}
+
+// limitColumns scans rate_limit, rate_per, quota_limit, quota_period of
+// user_limits (all NULL: no limits).
+type limitColumns struct {
+	rateLimit, quotaLimit *int64
+	ratePer               *time.Duration
+	quotaPeriod           *string
+}
+
+func (c *limitColumns) dest() []any {
+	return []any{&c.rateLimit, &c.ratePer, &c.quotaLimit, &c.quotaPeriod}
+}
+
+func (c *limitColumns) limits() keystore.UserLimits {
+	var l keystore.UserLimits
+	if c.rateLimit != nil && c.ratePer != nil {
+		l.Rate = &keystore.Rate{Limit: *c.rateLimit, Per: *c.ratePer}
 	}
-	if quotaLimit != nil && quotaPeriod != nil {
-		l.Quota = &keystore.Quota{Limit: *quotaLimit, Period: *quotaPeriod}
+	if c.quotaLimit != nil && c.quotaPeriod != nil {
+		l.Quota = &keystore.Quota{Limit: *c.quotaLimit, Period: *c.quotaPeriod}
 	}
-	return l, nil
+	return l
 }

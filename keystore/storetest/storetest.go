@@ -79,6 +79,7 @@ func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		{"RevokeUser", testRevokeUser},
 		// users.go
 		{"UserLimits", testUserLimits},
+		{"LookupWithUserLimits", testLookupWithUserLimits},
 		// audit.go
 		{"AuditRoundTrip", testAuditRoundTrip},
 		{"AuditFilterAndPagination", testAuditFilterAndPagination},

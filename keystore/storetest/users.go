@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -56,4 +57,60 @@ func testUserLimits(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		want("ALICE", keystore.UserLimits{})
 	}
 	want("BOB", rateOnly)
+}
+
+// testLookupWithUserLimits checks, on stores that read a key and its
+// user's limits together, that the pair is what LookupDigest and
+// UserLimits give apart: with and without limits, by the previous digest
+// of a rotated key, and ErrNotFound for an unknown digest.
+func testLookupWithUserLimits(t *testing.T, newStore func(t *testing.T) keystore.Store) {
+	s := newStore(t)
+	both, ok := s.(keystore.KeyWithUserLimitsLookup)
+	if !ok {
+		t.Skip("the store reads a key and its user's limits apart")
+	}
+	ctx := t.Context()
+	limited := newKey(t, "ALICE", "limited", base)
+	plain := newKey(t, "BOB", "plain", base)
+	mustCreate(t, s, limited)
+	mustCreate(t, s, plain)
+	aliceLimits := keystore.UserLimits{Rate: &keystore.Rate{Limit: 50, Per: time.Minute}, Quota: &keystore.Quota{Limit: 9, Period: "day"}}
+	if err := s.SetUserLimits(ctx, "ALICE", aliceLimits); err != nil {
+		t.Fatal(err)
+	}
+	prev := limited.Digest
+	rotated, err := s.UpdateKey(ctx, limited.ID, func(k *keystore.Key) error {
+		grace := base.Add(time.Hour)
+		k.PrevDigest, k.GraceUntil, k.Digest = k.Digest, &grace, newDigest(t)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		d    keystore.Digest
+		id   string
+		want keystore.UserLimits
+	}{
+		{"current digest, user with limits", rotated.Digest, limited.ID, aliceLimits},
+		{"previous digest", prev, limited.ID, aliceLimits},
+		{"user without limits", plain.Digest, plain.ID, keystore.UserLimits{}},
+	} {
+		k, ul, err := both.LookupDigestWithUserLimits(ctx, c.d)
+		if err != nil || k.ID != c.id {
+			t.Fatalf("%s: got %v, %v; want key %s", c.name, k, err, c.id)
+		}
+		apart, err := s.LookupDigest(ctx, c.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantKey(t, c.name, k, apart)
+		if !eqPtr(ul.Rate, c.want.Rate) || !eqPtr(ul.Quota, c.want.Quota) {
+			t.Fatalf("%s: limits rate %s quota %s, want rate %s quota %s", c.name, fmtPtr(ul.Rate), fmtPtr(ul.Quota), fmtPtr(c.want.Rate), fmtPtr(c.want.Quota))
+		}
+	}
+	if _, _, err := both.LookupDigestWithUserLimits(ctx, newDigest(t)); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("unknown digest: got %v, want ErrNotFound", err)
+	}
 }

@@ -10,7 +10,9 @@
 //	go run ./bench/seed -store /dev/shm/kg/keys.db -n 100000 -sample 1000 -out keys.txt
 //
 // The first line of the sample file is the key bench/run uses for its
-// single-key case; all lines are its 1,000-key mix.
+// single-key case; all lines are its 1,000-key mix. With -cold N, N more
+// keys' secrets go to -cold-out, for bench/coldkey (keys no case uses, so
+// their first request misses the cache).
 package main
 
 import (
@@ -34,20 +36,25 @@ func main() {
 		out       = flag.String("out", "", "file for the sampled key secrets, one per line")
 		rights    = flag.String("rights", "assets:read,workorders:write", "comma-separated rights of every key")
 		prefix    = flag.String("prefix", keystore.DefaultPrefix, "key prefix")
+		cold      = flag.Int("cold", 0, "number of further key secrets to write to -cold-out (spread over the store, none in -out)")
+		coldOut   = flag.String("cold-out", "", "file for the -cold secrets")
 	)
 	flag.Parse()
-	if err := run(*storePath, *n, *sample, *out, strings.Split(*rights, ","), *prefix); err != nil {
+	if err := run(*storePath, *n, *sample, *out, strings.Split(*rights, ","), *prefix, *cold, *coldOut); err != nil {
 		fmt.Fprintln(os.Stderr, "seed:", err)
 		os.Exit(1)
 	}
 }
 
-func run(storePath string, n, sample int, out string, rights []string, prefix string) error {
+func run(storePath string, n, sample int, out string, rights []string, prefix string, cold int, coldOut string) error {
 	if storePath == "" || out == "" {
 		return fmt.Errorf("-store and -out are required")
 	}
-	if sample > n || sample < 1 {
-		return fmt.Errorf("-sample must be between 1 and -n")
+	if sample < 1 || cold < 0 || sample+cold > n {
+		return fmt.Errorf("-sample must be at least 1, -cold at least 0, and together at most -n")
+	}
+	if (cold > 0) != (coldOut != "") {
+		return fmt.Errorf("-cold and -cold-out go together")
 	}
 	if _, err := os.Stat(storePath); err == nil {
 		return fmt.Errorf("%s exists; seed writes a fresh store", storePath)
@@ -62,11 +69,20 @@ func run(storePath string, n, sample int, out string, rights []string, prefix st
 		return err
 	}
 	w := bufio.NewWriter(f)
+	var cf *os.File
+	var cw *bufio.Writer
+	if cold > 0 {
+		if cf, err = os.OpenFile(coldOut, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			return err
+		}
+		cw = bufio.NewWriter(cf)
+	}
 
 	ctx := context.Background()
 	start := time.Now()
 	created := start.UTC()
-	every := n / sample
+	every := n / (sample + cold)
+	wrote, wroteCold := 0, 0
 	for i := 0; i < n; i++ {
 		secret, err := keystore.GenerateKey(prefix)
 		if err != nil {
@@ -89,8 +105,16 @@ func run(storePath string, n, sample int, out string, rights []string, prefix st
 		if err := s.CreateKey(ctx, k, keystore.CreateLimits{}, created); err != nil {
 			return err
 		}
-		if i%every == 0 && i/every < sample {
-			fmt.Fprintln(w, secret)
+		// Sampled keys alternate between the two files while both want
+		// more, so both spread over the store.
+		if j := i / every; i%every == 0 && j < sample+cold {
+			if wroteCold < cold && (j%2 == 1 || wrote == sample) {
+				fmt.Fprintln(cw, secret)
+				wroteCold++
+			} else {
+				fmt.Fprintln(w, secret)
+				wrote++
+			}
 		}
 	}
 	if err := w.Flush(); err != nil {
@@ -98,6 +122,14 @@ func run(storePath string, n, sample int, out string, rights []string, prefix st
 	}
 	if err := f.Close(); err != nil {
 		return err
+	}
+	if cw != nil {
+		if err := cw.Flush(); err != nil {
+			return err
+		}
+		if err := cf.Close(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "seed: %d keys in %s (%s), %d secrets in %s\n",
 		n, storePath, time.Since(start).Round(time.Millisecond), sample, out)

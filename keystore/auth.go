@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
-	"golang.org/x/sync/singleflight"
 )
 
 // ErrInvalidKey is returned for every authentication failure that must look
@@ -61,8 +60,8 @@ type AuthStats struct {
 }
 
 // Authenticator resolves presented keys to principals through a ristretto
-// cache in front of the Store, with singleflight on misses and negative
-// caching. It is safe for concurrent use and meant to be shared by every
+// cache in front of the Store, with one store lookup per digest at a time
+// on misses and negative caching. It is safe for concurrent use and meant to be shared by every
 // handler of a process (it outlives config reloads).
 type Authenticator struct {
 	store DigestLookup
@@ -75,7 +74,9 @@ type Authenticator struct {
 	cache *ristretto.Cache[uint64, *Principal]
 	// profiles interns what cached keys have in common.
 	profiles profiles
-	group    singleflight.Group
+	// flights are the store lookups under way (flight.go).
+	fmu     sync.Mutex
+	flights map[flightKey]*flight
 	// gen increases on every invalidation; a lookup that started before
 	// an invalidation neither fills the cache nor is shared with lookups
 	// that start after it, so a racing fill cannot resurrect a revoked key.
@@ -265,127 +266,6 @@ func (a *Authenticator) check(p *Principal, now time.Time) (*Principal, error) {
 		return nil, ErrInvalidKey
 	}
 	return p, nil
-}
-
-// load reads the digest from the store, one query per digest at a time, and
-// caches the answer (negative answers with NegativeTTL). The shared lookup
-// runs under its own LookupTimeout deadline, detached from the callers: one
-// client going away must not fail the others waiting for the same digest.
-// Each caller stops waiting when its own context ends.
-func (a *Authenticator) load(ctx context.Context, caller *Digest) (*Principal, error) {
-	// The flight may outlive this call: it gets a copy, so the caller's
-	// digest (on its stack on the hit path) does not escape.
-	d := new(Digest)
-	*d = *caller
-	gen := a.gen.Load()
-	var sfKey [len(Digest{}) + 8]byte
-	copy(sfKey[:], d[:])
-	binary.LittleEndian.PutUint64(sfKey[len(d):], gen)
-	ch := a.group.DoChan(string(sfKey[:]), func() (any, error) {
-		if !a.enter() {
-			return nil, fmt.Errorf("key cache closed: %w", ErrUnavailable)
-		}
-		defer a.background.Done()
-		set := a.set.Load()
-		// A flight that finished just before this one started may have
-		// filled the cache after our caller missed it.
-		if e, ok := a.cache.Get(cacheKey(d)); ok && e.digest == *d &&
-			(e.profile == nil || time.Duration(a.opts.Now().UnixNano()-e.loadedAt) <= set.refreshAfter) {
-			return e, nil
-		}
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), set.lookupTimeout)
-		defer cancel()
-		select {
-		case set.sem <- struct{}{}:
-		case <-lctx.Done():
-			a.lookupErrors.Add(1)
-			return nil, fmt.Errorf("waiting for a store lookup slot: %w", errors.Join(ErrUnavailable, lctx.Err()))
-		}
-		start := time.Now()
-		k, ul, err := a.lookupDigest(lctx, d, set.sem)
-		elapsed := time.Since(start)
-		a.lookups.Add(1)
-		a.lookupNanos.Add(uint64(elapsed))
-		if a.OnLookup != nil {
-			a.OnLookup(elapsed, err)
-		}
-		switch {
-		case err == nil:
-		case errors.Is(err, ErrNotFound):
-			k = nil
-		default:
-			a.lookupErrors.Add(1)
-			if !errors.Is(err, ErrUnavailable) {
-				err = errors.Join(ErrUnavailable, err)
-			}
-			return nil, fmt.Errorf("looking up key digest: %w", err)
-		}
-		p := newPrincipal(d, k, ul, &a.profiles, a.opts.Now())
-		if a.gen.Load() == gen {
-			if p.profile == nil {
-				a.cache.SetWithTTL(cacheKey(d), p, 1, set.negativeTTL)
-			} else {
-				a.cache.Set(cacheKey(d), p, 1)
-			}
-			// An invalidation that ran between the check and the Set has
-			// already deleted the entry; the Set would bring it back.
-			// ristretto applies a Del after a Set, so delete again.
-			if a.gen.Load() != gen {
-				a.cache.Del(cacheKey(d))
-			}
-			// ristretto applies writes asynchronously: wait, so requests
-			// arriving after this flight find the entry instead of
-			// starting another lookup.
-			a.cache.Wait()
-		}
-		return p, nil
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		p, _ := r.Val.(*Principal)
-		return p, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for a key lookup: %w", errors.Join(ErrUnavailable, ctx.Err()))
-	}
-}
-
-// lookupDigest calls the store and gives up at ctx's deadline even if the
-// store does not honour ctx. The call then finishes in the background and
-// only then releases the lookup slot its caller acquired in sem, so at most
-// MaxConcurrentLookups calls can be stuck in such a store.
-func (a *Authenticator) lookupDigest(ctx context.Context, d *Digest, sem chan struct{}) (*Key, UserLimits, error) {
-	type answer struct {
-		k   *Key
-		ul  UserLimits
-		err error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		if a.both != nil {
-			k, ul, err := a.both.LookupDigestWithUserLimits(ctx, *d)
-			<-sem
-			done <- answer{k, ul, err}
-			return
-		}
-		k, err := a.store.LookupDigest(ctx, *d)
-		var ul UserLimits
-		if err == nil && a.users != nil {
-			// A key whose user's limits cannot be read is not served:
-			// that would lift the limits during an outage.
-			ul, err = a.users.UserLimits(ctx, k.User)
-		}
-		<-sem
-		done <- answer{k, ul, err}
-	}()
-	select {
-	case r := <-done:
-		return r.k, r.ul, r.err
-	case <-ctx.Done():
-		return nil, UserLimits{}, fmt.Errorf("store lookup: %w", errors.Join(ErrUnavailable, ctx.Err()))
-	}
 }
 
 // Invalidate evicts the given digests (positive and negative entries) and

@@ -203,3 +203,31 @@ func TestAuthenticatorHitDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per cache hit, want 0", n)
 	}
 }
+
+// TestAuthenticatorStuckLookupDoesNotStickTheKey: a lookup stuck in a store
+// that ignores its context ends at the deadline, the next request for the
+// same key starts a lookup of its own (instead of waiting for the stuck
+// one), and the stuck call answering late changes nothing.
+func TestAuthenticatorStuckLookupDoesNotStickTheKey(t *testing.T) {
+	t.Parallel()
+	a, store, _, key := newHangingFixture(t, AuthOptions{LookupTimeout: 20 * time.Millisecond, MaxConcurrentLookups: 4})
+	store.ignoreCtx = true
+	store.hang(true)
+	if _, err := a.Authenticate(context.Background(), key); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stuck store: got %v, want ErrUnavailable after the deadline", err)
+	}
+	<-store.entered
+	store.hang(false)
+	p, err := a.Authenticate(context.Background(), key)
+	if err != nil || p.ID() != "key_1" {
+		t.Fatalf("after the store recovered, with the first call still stuck: got %v %v, want key_1", p, err)
+	}
+	close(store.release) // the stuck call returns now
+	a.background.Wait()
+	if p, err := a.Authenticate(context.Background(), key); err != nil || p.ID() != "key_1" {
+		t.Fatalf("after the stuck call returned: got %v %v, want key_1", p, err)
+	}
+	if st := a.Stats(); st.Lookups != 2 || st.LookupErrors != 1 {
+		t.Fatalf("stats: %+v, want 2 lookups (one timed out) and 1 error", st)
+	}
+}

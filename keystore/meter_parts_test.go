@@ -69,9 +69,7 @@ func TestMeterPartsFlushWithTheKey(t *testing.T) {
 // key's entry that still links the old one: nothing is lost.
 func TestMeterPartSweptThenCountedAgain(t *testing.T) {
 	t.Parallel()
-	store := newUsageStore()
-	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	m := NewMeter(store, MeterOptions{IdleAfter: time.Minute})
+	store, m, now := newPartsMeter(time.Minute)
 	tl := m.Count("key_a", now)
 	tl.Area("assets")
 	if err := m.Flush(context.Background()); err != nil {
@@ -94,9 +92,7 @@ func TestMeterPartSweptThenCountedAgain(t *testing.T) {
 // exactly.
 func TestMeterPartsParallelExact(t *testing.T) {
 	t.Parallel()
-	store := newUsageStore()
-	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	m := NewMeter(store, MeterOptions{IdleAfter: time.Nanosecond})
+	store, m, now := newPartsMeter(time.Nanosecond)
 	const workers, each = 4, 2000
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -186,4 +182,11 @@ func TestTallyAllocatesNothing(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("Count+Area+Status: %v allocations, want 0", n)
 	}
+}
+
+// newPartsMeter returns a Meter over a fresh usage store that forgets idle
+// entries after idle, and the instant the tests count at.
+func newPartsMeter(idle time.Duration) (*usageStore, *Meter, time.Time) {
+	store := newUsageStore()
+	return store, NewMeter(store, MeterOptions{IdleAfter: idle}), time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 }

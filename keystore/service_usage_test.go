@@ -128,9 +128,7 @@ func TestUsageConsistentWithFlush(t *testing.T) {
 func TestUsageByPart(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	k, _ := f.create(t, keystore.LocalActor(), "U", "assets:read")
-	m := keystore.NewMeter(f.store, keystore.MeterOptions{})
-	f.svc.Pending = m
+	k, m := f.meteredKey(t)
 	d1 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	d2 := d1.AddDate(0, 0, 1)
 	count := func(at time.Time, area string, status int) {
@@ -186,9 +184,7 @@ func TestUsageByPart(t *testing.T) {
 func TestReportByIncludesPartsPendingAfterTheKeysFlush(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	k, _ := f.create(t, keystore.LocalActor(), "U", "assets:read")
-	m := keystore.NewMeter(f.store, keystore.MeterOptions{})
-	f.svc.Pending = m
+	k, m := f.meteredKey(t)
 	tl := m.Count(k.ID, f.clock.Now())
 	tl.Area("assets")
 	if err := m.Flush(context.Background()); err != nil { // while the request is answered
@@ -210,4 +206,14 @@ func TestReportByIncludesPartsPendingAfterTheKeysFlush(t *testing.T) {
 	if len(rep.Keys) != 1 || rep.Keys[0].Requests != 1 || fmt.Sprint(rep.Keys[0].By) != "map[2xx:1]" || fmt.Sprint(rep.By) != "map[2xx:1]" {
 		t.Fatalf("Report(status): got %+v, want the key's 1 request as map[2xx:1] in its row and the report", rep)
 	}
+}
+
+// meteredKey creates a key of user U with assets:read, and a Meter whose
+// unflushed counts the service reads.
+func (f *fixture) meteredKey(t *testing.T) (*keystore.Key, *keystore.Meter) {
+	t.Helper()
+	k, _ := f.create(t, keystore.LocalActor(), "U", "assets:read")
+	m := keystore.NewMeter(f.store, keystore.MeterOptions{})
+	f.svc.Pending = m
+	return k, m
 }

@@ -337,7 +337,7 @@ func TestRejectBadChecksumWithoutStore(t *testing.T) {
 
 // TestConcurrentColdKeyOneLookup: 5,000 concurrent requests with the same
 // valid key, not yet cached, make exactly one store lookup (docs/design.md §1 step 3:
-// singleflight), and all of them pass.
+// one flight per digest), and all of them pass.
 // ristretto applies Set asynchronously, so the Authenticator waits for its
 // fill inside the flight and re-checks the cache at the start of a flight.
 func TestConcurrentColdKeyOneLookup(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 
 // BenchmarkColdKey measures what a key costs the first time it is seen
 // (not in the cache) against a cached one, over store s: "cached" is a hit,
-// "cold" the Authenticator's miss path (singleflight, lookup slot, the
+// "cold" the Authenticator's miss path (its flight, lookup slot, the
 // store's key and user-limits reads, building the entry, caching it), and
 // "store" the store's two reads alone, so cold − store is the
 // Authenticator's own share. Each store package runs it on its own store.

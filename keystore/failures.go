@@ -33,7 +33,11 @@ type FailureLimiter struct {
 	entries []failEntry // buckets × ways
 	locks   []stripe
 
-	n       atomic.Int64  // tracked clients; 0 lets Blocked skip the lookup
+	n atomic.Int64 // tracked clients
+	// atLimit counts the entries with Limit failures or more (their window
+	// may have ended since): 0, the usual case even while some clients
+	// fail now and then, lets Blocked skip the lookup.
+	atLimit atomic.Int64
 	blocked atomic.Uint64 // requests refused, for metrics
 }
 
@@ -148,7 +152,7 @@ func find(bucket []failEntry, k *clientKey) *failEntry {
 
 // Blocked reports whether client is refused at now, and for how long.
 func (f *FailureLimiter) Blocked(client string, now time.Time) (bool, time.Duration) {
-	if f.n.Load() == 0 {
+	if f.atLimit.Load() == 0 {
 		return false, 0
 	}
 	k := keyOf(client)
@@ -177,6 +181,7 @@ func (f *FailureLimiter) Fail(client string, now time.Time) {
 	bucket, st := f.bucket(&k)
 	defer st.Unlock()
 	if e := find(bucket, &k); e != nil {
+		was := f.isAtLimit(e)
 		if t-e.start >= f.window {
 			e.start, e.count = t, 0
 		}
@@ -184,15 +189,34 @@ func (f *FailureLimiter) Fail(client string, now time.Time) {
 			e.count++
 		}
 		e.ref = true
+		f.noteAtLimit(was, e)
 		return
 	}
 	v := f.victim(bucket, t)
 	if v.kind == 0 {
 		f.n.Add(1)
 	}
+	was := f.isAtLimit(v)
 	// A new client starts without a second chance, so a flood of one-off
 	// addresses recycles its own entries before those of repeat offenders.
 	*v = failEntry{addr: k.addr, kind: k.kind, start: t, count: 1}
+	f.noteAtLimit(was, v)
+}
+
+// isAtLimit reports whether e holds a client with Limit failures or more.
+func (f *FailureLimiter) isAtLimit(e *failEntry) bool {
+	return e.kind != 0 && int64(e.count) >= f.limit
+}
+
+// noteAtLimit keeps atLimit in step after e changed (under its stripe's
+// lock); was is isAtLimit(e) before the change.
+func (f *FailureLimiter) noteAtLimit(was bool, e *failEntry) {
+	switch now := f.isAtLimit(e); {
+	case now && !was:
+		f.atLimit.Add(1)
+	case was && !now:
+		f.atLimit.Add(-1)
+	}
 }
 
 // victim returns the slot for a new client: an empty or expired one, else
@@ -223,7 +247,7 @@ func (f *FailureLimiter) victim(bucket []failEntry, now int64) *failEntry {
 
 // Sweep forgets clients whose window has ended and returns how many. It is
 // housekeeping (expired entries are reused anyway) that keeps Blocked's
-// empty-table shortcut working after a flood; it runs off the request path
+// shortcut working after a flood; it runs off the request path
 // and holds one lock stripe at a time.
 func (f *FailureLimiter) Sweep(now time.Time) int {
 	t := now.UnixNano()
@@ -234,7 +258,9 @@ func (f *FailureLimiter) Sweep(now time.Time) int {
 		i := int(b) * f.ways
 		for j := i; j < i+f.ways; j++ {
 			if e := &f.entries[j]; e.kind != 0 && t-e.start >= f.window {
+				was := f.isAtLimit(e)
 				*e = failEntry{}
+				f.noteAtLimit(was, e)
 				dropped++
 			}
 		}

@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"testing"
@@ -235,3 +236,60 @@ func BenchmarkFailureLimiter1M(b *testing.B) { benchFailureLimiter(b, 1_000_000,
 func BenchmarkFailureLimiter1k(b *testing.B) { benchFailureLimiter(b, 1000, 0) }
 
 func BenchmarkFailureLimiter1MSmallTable(b *testing.B) { benchFailureLimiter(b, 1_000_000, 1000) }
+
+// TestFailureLimiterShortcutModel drives the limiter with random failures,
+// checks and sweeps over a few clients and compares every answer with a
+// plain model of the rules, so Blocked's shortcut (no client at its limit)
+// never lets a blocked client through and atLimit stays exact.
+func TestFailureLimiterShortcutModel(t *testing.T) {
+	t.Parallel()
+	type state struct {
+		start time.Time
+		count int
+	}
+	for _, limit := range []int{1, 3} {
+		f := NewFailureLimiter(limit, time.Minute, 1000)
+		model := map[string]*state{}
+		clients := []string{"192.0.2.1", "192.0.2.2", "2001:db8:1::1", "2001:db8:2::1", "unix-peer"} // IPv6 counts by /64
+		rng := rand.New(rand.NewPCG(uint64(limit), 7))
+		now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+		for step := range 20_000 {
+			now = now.Add(time.Duration(rng.IntN(4000)) * time.Millisecond)
+			c := clients[rng.IntN(len(clients))]
+			switch op := rng.IntN(10); {
+			case op < 4:
+				f.Fail(c, now)
+				s := model[c]
+				if s == nil || now.Sub(s.start) >= time.Minute {
+					s = &state{start: now}
+					model[c] = s
+				}
+				s.count++
+			case op < 9:
+				s := model[c]
+				want := s != nil && s.count >= limit && now.Sub(s.start) < time.Minute
+				if got, _ := f.Blocked(c, now); got != want {
+					t.Fatalf("limit %d, step %d: Blocked(%s) = %v, want %v (model %+v)", limit, step, c, got, want, s)
+				}
+			default:
+				f.Sweep(now)
+				for k, s := range model {
+					if now.Sub(s.start) >= time.Minute {
+						delete(model, k)
+					}
+				}
+			}
+			// The table, not the model, is the reference here: a new
+			// client may reuse another's expired entry in its bucket.
+			at := 0
+			for i := range f.entries {
+				if f.isAtLimit(&f.entries[i]) {
+					at++
+				}
+			}
+			if got := f.atLimit.Load(); got != int64(at) {
+				t.Fatalf("limit %d, step %d: atLimit %d, want %d", limit, step, got, at)
+			}
+		}
+	}
+}

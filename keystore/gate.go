@@ -246,7 +246,7 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 // area the key holds at the level the method needs.
 func (g *Gate) judgePath(req *Request, p *Principal, clean string) Verdict {
 	need := RequiredLevel(req.Method, req.Overrides...)
-	area, ok := g.Areas.Allowed(&p.profile.rights, clean, need)
+	area, ok := g.Areas.Allowed(p.profile.rights, clean, need)
 	if !ok {
 		v := Verdict{Outcome: ForbiddenRead, Principal: p, Area: area}
 		if need == LevelWrite || g.Areas.WriteOnly(area) {
@@ -301,7 +301,7 @@ func judgeGraphQL(req *Request, p *Principal, ep *GraphQLEndpoint) Verdict {
 			v.Area = n.Area
 		}
 	}
-	if j.Introspection && !readsAny(&p.profile.rights, ep.Areas()) {
+	if j.Introspection && !readsAny(p.profile.rights, ep.Areas()) {
 		v.Outcome = ForbiddenRead
 		v.Message = "introspection needs read access to an area of this GraphQL endpoint"
 		return v

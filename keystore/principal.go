@@ -45,7 +45,7 @@ type Principal struct {
 type keyProfile struct {
 	user         any // the key's user, boxed once for all its keys
 	userUsageID  string
-	rights       Rights
+	rights       *Rights // interned apart: users differ more often than rights
 	rate         *Rate
 	quota        *Quota
 	userLimits   UserLimits
@@ -70,7 +70,7 @@ func (p *Principal) NameValue() any { return p.name }
 func (p *Principal) UserValue() any { return p.profile.user }
 
 // Rights are the key's parsed rights.
-func (p *Principal) Rights() Rights { return p.profile.rights }
+func (p *Principal) Rights() Rights { return *p.profile.rights }
 
 // UserLimits are the limits shared by all keys of the key's user, as loaded
 // with the key.
@@ -156,8 +156,9 @@ type profileKey struct {
 // profile no cached key uses any more is collected (weak pointers), so the
 // table holds at most one entry per profile in use.
 type profiles struct {
-	mu sync.Mutex
-	m  map[profileKey]weak.Pointer[keyProfile]
+	mu     sync.Mutex
+	m      map[profileKey]weak.Pointer[keyProfile]
+	rights map[string]weak.Pointer[Rights] // by profileKey.rights
 }
 
 // of returns the shared profile of k with its user's limits ul.
@@ -174,13 +175,8 @@ func (t *profiles) of(k *Key, ul UserLimits) *keyProfile {
 	if p := t.m[pk].Value(); p != nil {
 		return p
 	}
-	rights, err := ParseRights(k.Rights, nil)
-	if err != nil {
-		// A stored key with unparsable rights grants nothing.
-		rights = Rights{}
-	}
 	p := &keyProfile{
-		user: k.User, userUsageID: UserUsageID(k.User), rights: rights,
+		user: k.User, userUsageID: UserUsageID(k.User), rights: t.rightsOf(pk.rights, k.Rights),
 		rate: clonePtr(rate), quota: clonePtr(quota),
 		userLimits:   UserLimits{Rate: clonePtr(ul.Rate), Quota: clonePtr(ul.Quota)},
 		environments: slices.Clone(k.Environments), addrs: newAddrPolicy(k.AllowedIPs),
@@ -192,6 +188,39 @@ func (t *profiles) of(k *Key, ul UserLimits) *keyProfile {
 	t.m[pk] = wp
 	runtime.AddCleanup(p, t.forget, profileEntry{pk, wp})
 	return p
+}
+
+// rightsOf returns the shared parsed form of the rights list (joined is
+// its profileKey form). The caller holds t.mu.
+func (t *profiles) rightsOf(joined string, list []string) *Rights {
+	if r := t.rights[joined].Value(); r != nil {
+		return r
+	}
+	r := new(Rights)
+	parsed, err := ParseRights(list, nil)
+	if err == nil {
+		*r = parsed
+	} // else a stored key with unparsable rights grants nothing
+	if t.rights == nil {
+		t.rights = map[string]weak.Pointer[Rights]{}
+	}
+	wp := weak.Make(r)
+	t.rights[joined] = wp
+	runtime.AddCleanup(r, t.forgetRights, rightsEntry{joined, wp})
+	return r
+}
+
+type rightsEntry struct {
+	joined string
+	wp     weak.Pointer[Rights]
+}
+
+func (t *profiles) forgetRights(e rightsEntry) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.rights[e.joined] == e.wp {
+		delete(t.rights, e.joined)
+	}
 }
 
 type profileEntry struct {
@@ -209,11 +238,12 @@ func (t *profiles) forget(e profileEntry) {
 	}
 }
 
-// len is the number of profiles in the table (tests).
-func (t *profiles) len() int {
+// len is the number of profiles and of sets of rights in the table
+// (tests).
+func (t *profiles) len() (profiles, rights int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.m)
+	return len(t.m), len(t.rights)
 }
 
 func joinSorted(list []string) string {

@@ -66,8 +66,11 @@ func TestPrincipalSharesProfiles(t *testing.T) {
 			t.Errorf("%s shares the profile of a different key", name)
 		}
 	}
-	if got, want := a.profiles.len(), len(variants)-1; got != want {
-		t.Errorf("%d profiles interned, want %d", got, want)
+	if got, rights := a.profiles.len(); got != len(variants)-1 || rights != 2 {
+		t.Errorf("%d profiles and %d sets of rights interned, want %d and 2", got, rights, len(variants)-1)
+	}
+	if principals["other user"].profile.rights != same.rights || principals["other rights"].profile.rights == same.rights {
+		t.Error("keys with the same rights do not share their parsed rights, or keys with others do")
 	}
 	if l := principals["other rights"].Rights().Level("workorders"); l != LevelNone {
 		t.Errorf("a key with assets:read only has workorders level %v", l)
@@ -84,17 +87,18 @@ func TestProfilesCollected(t *testing.T) {
 		k := &Key{User: "U", Rights: []string{"assets:read"}, Quota: &Quota{Limit: int64(i + 1), Period: PeriodDay}}
 		tbl.of(k, UserLimits{})
 	}
-	if n := tbl.len(); n == 0 || n > 100 {
-		t.Fatalf("%d profiles after interning 100 distinct ones", n)
+	if n, r := tbl.len(); n == 0 || n > 100 || r != 1 {
+		t.Fatalf("%d profiles and %d sets of rights after interning 100 distinct profiles with one set of rights", n, r)
 	}
 	// Cleanups run after a collection, on their own goroutine: collect
 	// until they have, within a bound.
-	for i := 0; i < 1000 && tbl.len() > 0; i++ {
+	empty := func() bool { n, r := tbl.len(); return n == 0 && r == 0 }
+	for i := 0; i < 1000 && !empty(); i++ {
 		runtime.GC()
 		runtime.Gosched()
 	}
-	if n := tbl.len(); n != 0 {
-		t.Fatalf("%d unused profiles still in the table", n)
+	if n, r := tbl.len(); n != 0 || r != 0 {
+		t.Fatalf("%d unused profiles and %d unused sets of rights still in the table", n, r)
 	}
 }
 

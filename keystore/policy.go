@@ -145,11 +145,13 @@ func (p *Principal) AllowsClient(client string) bool {
 // AcceptedIn reports whether a handler of environment env accepts the key:
 // a handler with an environment only keys that list it, a handler without
 // one only keys that list none.
-func (k *Key) AcceptedIn(env string) bool {
+func (k *Key) AcceptedIn(env string) bool { return acceptedIn(k.Environments, env) }
+
+func acceptedIn(environments []string, env string) bool {
 	if env == "" {
-		return len(k.Environments) == 0
+		return len(environments) == 0
 	}
-	return slices.Contains(k.Environments, env)
+	return slices.Contains(environments, env)
 }
 
 // ---- self-service bounds ----

@@ -79,19 +79,10 @@ func (p *Principal) UserLimits() UserLimits { return p.profile.userLimits }
 // UserUsageID is the id the key's user's usage is counted under.
 func (p *Principal) UserUsageID() string { return p.profile.userUsageID }
 
-// Rate and Quota are the key's own limits (nil: none of its own).
-func (p *Principal) Rate() *Rate   { return p.profile.rate }
-func (p *Principal) Quota() *Quota { return p.profile.quota }
-
 // AcceptedIn reports whether a handler of environment env accepts the key:
 // a handler with an environment only keys that list it, a handler without
 // one only keys that list none.
-func (p *Principal) AcceptedIn(env string) bool {
-	if env == "" {
-		return len(p.profile.environments) == 0
-	}
-	return slices.Contains(p.profile.environments, env)
-}
+func (p *Principal) AcceptedIn(env string) bool { return acceptedIn(p.profile.environments, env) }
 
 // accepts reports whether the entry's digest (the caller has compared it
 // with the presented one) opens a key at now.
@@ -152,13 +143,14 @@ type profileKey struct {
 	environments, addrs string // NUL-separated
 }
 
-// profiles interns keyProfiles: keys with the same profile share one, and a
-// profile no cached key uses any more is collected (weak pointers), so the
-// table holds at most one entry per profile in use.
+// profiles interns keyProfiles, and apart from them the parsed rights
+// they hold (users differ far more often than sets of rights): keys with the
+// same profile share one, and one no cached key uses any more is collected
+// (weak pointers), so the tables hold at most one entry per value in use.
 type profiles struct {
-	mu     sync.Mutex
-	m      map[profileKey]weak.Pointer[keyProfile]
-	rights map[string]weak.Pointer[Rights] // by profileKey.rights
+	mu       sync.Mutex // guards both tables
+	profiles internTable[profileKey, keyProfile]
+	rights   internTable[string, Rights] // by profileKey.rights
 }
 
 // of returns the shared profile of k with its user's limits ul.
@@ -172,78 +164,62 @@ func (t *profiles) of(k *Key, ul UserLimits) *keyProfile {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p := t.m[pk].Value(); p != nil {
+	if p := t.profiles.get(pk); p != nil {
 		return p
 	}
+	rights := t.rights.get(pk.rights)
+	if rights == nil {
+		rights = new(Rights)
+		if parsed, err := ParseRights(k.Rights, nil); err == nil {
+			*rights = parsed
+		} // else a stored key with unparsable rights grants nothing
+		t.rights.put(&t.mu, pk.rights, rights)
+	}
 	p := &keyProfile{
-		user: k.User, userUsageID: UserUsageID(k.User), rights: t.rightsOf(pk.rights, k.Rights),
-		rate: clonePtr(rate), quota: clonePtr(quota),
-		userLimits:   UserLimits{Rate: clonePtr(ul.Rate), Quota: clonePtr(ul.Quota)},
+		user: k.User, userUsageID: UserUsageID(k.User), rights: rights,
+		rate: cloneRate(rate), quota: cloneQuota(quota), userLimits: ul.Clone(),
 		environments: slices.Clone(k.Environments), addrs: newAddrPolicy(k.AllowedIPs),
 	}
-	if t.m == nil {
-		t.m = map[profileKey]weak.Pointer[keyProfile]{}
-	}
-	wp := weak.Make(p)
-	t.m[pk] = wp
-	runtime.AddCleanup(p, t.forget, profileEntry{pk, wp})
+	t.profiles.put(&t.mu, pk, p)
 	return p
 }
 
-// rightsOf returns the shared parsed form of the rights list (joined is
-// its profileKey form). The caller holds t.mu.
-func (t *profiles) rightsOf(joined string, list []string) *Rights {
-	if r := t.rights[joined].Value(); r != nil {
-		return r
-	}
-	r := new(Rights)
-	parsed, err := ParseRights(list, nil)
-	if err == nil {
-		*r = parsed
-	} // else a stored key with unparsable rights grants nothing
-	if t.rights == nil {
-		t.rights = map[string]weak.Pointer[Rights]{}
-	}
-	wp := weak.Make(r)
-	t.rights[joined] = wp
-	runtime.AddCleanup(r, t.forgetRights, rightsEntry{joined, wp})
-	return r
-}
-
-type rightsEntry struct {
-	joined string
-	wp     weak.Pointer[Rights]
-}
-
-func (t *profiles) forgetRights(e rightsEntry) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.rights[e.joined] == e.wp {
-		delete(t.rights, e.joined)
-	}
-}
-
-type profileEntry struct {
-	key profileKey
-	wp  weak.Pointer[keyProfile]
-}
-
-// forget drops a collected profile's entry, unless the key has been
-// interned again since.
-func (t *profiles) forget(e profileEntry) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m[e.key] == e.wp {
-		delete(t.m, e.key)
-	}
-}
-
-// len is the number of profiles and of sets of rights in the table
+// len is the number of profiles and of sets of rights in the tables
 // (tests).
 func (t *profiles) len() (profiles, rights int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.m), len(t.rights)
+	return len(t.profiles.m), len(t.rights.m)
+}
+
+// internTable maps keys to weakly held values; its owner's mutex guards it.
+type internTable[K comparable, V any] struct {
+	m map[K]weak.Pointer[V]
+}
+
+// get returns the live value interned under k, or nil.
+func (t *internTable[K, V]) get(k K) *V { return t.m[k].Value() }
+
+// put interns v under k; once v is collected its entry is dropped under mu,
+// unless k has been interned again since.
+func (t *internTable[K, V]) put(mu *sync.Mutex, k K, v *V) {
+	if t.m == nil {
+		t.m = map[K]weak.Pointer[V]{}
+	}
+	wp := weak.Make(v)
+	t.m[k] = wp
+	runtime.AddCleanup(v, func(e internEntry[K, V]) {
+		mu.Lock()
+		defer mu.Unlock()
+		if t.m[e.key] == e.wp {
+			delete(t.m, e.key)
+		}
+	}, internEntry[K, V]{k, wp})
+}
+
+type internEntry[K comparable, V any] struct {
+	key K
+	wp  weak.Pointer[V]
 }
 
 func joinSorted(list []string) string {
@@ -261,14 +237,6 @@ func deref[T any](p *T) T {
 		v = *p
 	}
 	return v
-}
-
-func clonePtr[T any](p *T) *T {
-	if p == nil {
-		return nil
-	}
-	v := *p
-	return &v
 }
 
 // newPrincipal builds the cache entry for digest d, looked up at loadedAt:

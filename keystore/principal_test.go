@@ -49,8 +49,8 @@ func TestPrincipalSharesProfiles(t *testing.T) {
 		if p.IDValue() != any(k.ID) || p.NameValue() != any(k.Name) || p.UserValue() != any(k.User) {
 			t.Fatalf("%s: boxed values differ from the key's", name)
 		}
-		if p.Rate().Limit != k.Rate.Limit || (k.Quota == nil) != (p.Quota() == nil) {
-			t.Fatalf("%s: limits %+v %+v", name, p.Rate(), p.Quota())
+		if p.profile.rate.Limit != k.Rate.Limit || (k.Quota == nil) != (p.profile.quota == nil) {
+			t.Fatalf("%s: limits %+v %+v", name, p.profile.rate, p.profile.quota)
 		}
 		if !p.AcceptedIn(k.Environments[0]) || p.AcceptedIn("") || !p.AllowsClient(addrOf(k.AllowedIPs[0])) {
 			t.Fatalf("%s: policy of the key not applied", name)

@@ -72,6 +72,8 @@ type Authenticator struct {
 	opts  AuthOptions // as built; the options in force are in set
 	set   atomic.Pointer[authSettings]
 	cache *ristretto.Cache[uint64, *Principal]
+	// recent holds the keys served most recently, in front of cache.
+	recent recentTable
 	// profiles interns what cached keys have in common.
 	profiles profiles
 	// flights are the store lookups under way (flight.go).
@@ -209,12 +211,22 @@ func (a *Authenticator) AuthenticateAt(ctx context.Context, key string, now time
 }
 
 func (a *Authenticator) authenticateAt(ctx context.Context, d *Digest, now time.Time) (*Principal, error) {
+	set := a.set.Load()
+	if p := a.recent.get(d); p != nil && time.Duration(now.UnixNano()-p.loadedAt) <= set.refreshAfter {
+		a.hits.Add(1)
+		return a.check(p, now)
+	}
+	gen := a.gen.Load() // before the cache read: see rememberRecent
 	e, ok := a.cache.Get(cacheKey(d))
 	if ok && e.matches(d) {
-		set := a.set.Load()
 		age := time.Duration(now.UnixNano() - e.loadedAt)
-		if age <= set.refreshAfter || e.profile == nil {
+		if e.profile == nil {
 			a.hits.Add(1)
+			return nil, ErrInvalidKey
+		}
+		if age <= set.refreshAfter {
+			a.hits.Add(1)
+			a.rememberRecent(e, gen)
 			return a.check(e, now)
 		}
 		if age <= set.refreshAfter+set.maxStale {
@@ -271,9 +283,10 @@ func (a *Authenticator) check(p *Principal, now time.Time) (*Principal, error) {
 // Invalidate evicts the given digests (positive and negative entries) and
 // makes in-flight lookups discard their results. It implements Invalidator.
 func (a *Authenticator) Invalidate(digests ...Digest) {
-	a.gen.Add(1)
+	a.gen.Add(1) // first: see rememberRecent
 	for i := range digests {
 		a.cache.Del(cacheKey(&digests[i]))
+		a.recent.forget(&digests[i])
 	}
 }
 
@@ -307,6 +320,7 @@ func (a *Authenticator) Close() {
 	a.closed = true
 	a.mu.Unlock()
 	a.background.Wait()
+	a.recent.clear()
 	a.cache.Close()
 }
 

@@ -225,7 +225,7 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 		}
 		return v
 	}
-	v.Usage = g.Meter.Count(p.ID(), req.Now)
+	v.Usage = g.Meter.CountKey(p, req.Now)
 	if v.graphQLNeeds != nil {
 		for _, n := range v.graphQLNeeds {
 			v.Usage.Area(n.Area)
@@ -235,7 +235,7 @@ func (g *Gate) Judge(ctx context.Context, req *Request, pol *Policy) Verdict {
 	}
 	// Counted for every request, so a user quota set in mid-period sees
 	// the period's usage so far.
-	g.Meter.Count(p.UserUsageID(), req.Now)
+	g.Meter.CountUser(p, req.Now)
 	v.Limit, v.Credential = d, cred
 	v.Path, v.EscapedPath = canonPath, canonEscaped
 	v.PathChanged = canonEscaped != req.EscapedPath

@@ -155,10 +155,12 @@ func PlausibleKey(key string) bool {
 	if len(key) < MinImportLen || len(key) > MaxKeyLen {
 		return false
 	}
-	if looksPrefixed(key) {
+	if i := prefixedAt(key); i > 0 {
 		// "<prefix>_<letters and digits>": a keygate key, possibly
-		// truncated or mistyped. Only an exact, checksummed one passes.
-		return LooksGenerated(key) && checksumOK(key)
+		// truncated or mistyped. Only an exact, checksummed one passes:
+		// its only '_' (prefixedAt saw every other byte) ends the prefix
+		// where a generated key's does.
+		return i == len(key)-bodyLen-1 && checksumOK(key)
 	}
 	for i := 0; i < len(key); i++ {
 		if key[i] <= ' ' || key[i] >= 0x7f {
@@ -172,17 +174,20 @@ func PlausibleKey(key string) bool {
 // digits>", the shape of a keygate key of any length. Such values are judged
 // offline (never as imported keys), so a truncated or mistyped key is
 // rejected without a store lookup.
-func looksPrefixed(key string) bool {
+func looksPrefixed(key string) bool { return prefixedAt(key) > 0 }
+
+// prefixedAt is the index of the '_' of a key that looksPrefixed, else 0.
+func prefixedAt(key string) int {
 	i := strings.IndexByte(key, '_')
 	if i < 1 || i > MaxPrefixLen || i == len(key)-1 {
-		return false
+		return 0
 	}
 	for j := 0; j < len(key); j++ {
 		if j != i && !isAlnum(key[j]) {
-			return false
+			return 0
 		}
 	}
-	return true
+	return i
 }
 
 // DisplayStart returns the part of a key that may be shown and stored:
@@ -247,6 +252,13 @@ func CheckImportStrength(key string) error {
 	return nil
 }
 
-func isAlnum(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-}
+func isAlnum(c byte) bool { return alnum[c] }
+
+// alnum is isAlnum as a table: keys are random letters and digits, on which
+// the three range tests mispredict.
+var alnum = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	return t
+}()

@@ -211,6 +211,14 @@ func (l *Limiter) AdmitDefaults(k *Key, now time.Time, defRate *Rate, defQuota *
 
 // admitKey applies a key's own rate and quota, or the defaults.
 func (l *Limiter) admitKey(id string, rate *Rate, quota *Quota, now time.Time, defRate *Rate, defQuota *Quota) Decision {
+	rate, quota = l.keyLimits(rate, quota, defRate, defQuota)
+	return l.admitID(id, rate, quota, now)
+}
+
+// keyLimits are the rate and quota that apply to a key with rate and
+// quota of its own (either may be nil): its own, else the handler's
+// defaults, else the Limiter's.
+func (l *Limiter) keyLimits(rate *Rate, quota *Quota, defRate *Rate, defQuota *Quota) (*Rate, *Quota) {
 	rate, quota = validRate(rate), validQuota(quota)
 	if rate == nil {
 		rate = validRate(defRate)
@@ -224,19 +232,33 @@ func (l *Limiter) admitKey(id string, rate *Rate, quota *Quota, now time.Time, d
 			quota = l.defaultQuota
 		}
 	}
-	return l.admitID(id, rate, quota, now)
+	return rate, quota
 }
 
 // admitID applies rate and quota to the usage counted under id.
 func (l *Limiter) admitID(id string, rate *Rate, quota *Quota, now time.Time) Decision {
+	d, _ := l.admitVia(nil, id, rate, quota, now)
+	return d
+}
+
+// admitVia is admitID trying e first, an entry id had before (nil: none);
+// it returns the entry it used, to be tried first next time. Sweep may
+// have dropped e meanwhile: a dropped entry holds deadTAT, and the live
+// one is then found in the map.
+func (l *Limiter) admitVia(e *limitEntry, id string, rate *Rate, quota *Quota, now time.Time) (Decision, *limitEntry) {
 	if rate == nil && quota == nil {
-		return Decision{Allowed: true}
+		return Decision{Allowed: true}, e
+	}
+	if e != nil && e.tat.Load() != deadTAT {
+		if d, dead := l.admit(e, id, rate, quota, now); !dead {
+			return d, e
+		}
 	}
 	for {
-		e := l.entry(id)
+		e = l.entry(id)
 		d, dead := l.admit(e, id, rate, quota, now)
 		if !dead {
-			return d
+			return d, e
 		}
 		l.keys.CompareAndDelete(id, e)
 	}
@@ -248,16 +270,32 @@ func (l *Limiter) admitID(id string, rate *Rate, quota *Quota, now time.Time) De
 // with every request it admits. A request the key's limits refuse gives
 // back the user's rate budget, so a refused request never uses any.
 func (l *Limiter) AdmitPrincipal(p *Principal, now time.Time, defRate *Rate, defQuota *Quota) Decision {
+	h := p.hotEntries().forLimiter(l)
+	was := h
+	d := l.admitPrincipal(p, &h, now, defRate, defQuota)
+	if h != was {
+		p.rememberHot(h)
+	}
+	return d
+}
+
+// admitPrincipal is AdmitPrincipal with p's limiter entries in h, which it
+// updates to the entries it used.
+func (l *Limiter) admitPrincipal(p *Principal, h *hotEntries, now time.Time, defRate *Rate, defQuota *Quota) Decision {
 	pr := p.profile
+	rate, quota := l.keyLimits(pr.rate, pr.quota, defRate, defQuota)
 	u := pr.userLimits
 	if u.Rate == nil && u.Quota == nil {
-		return l.admitKey(p.ID(), pr.rate, pr.quota, now, defRate, defQuota)
+		var d Decision
+		d, h.limitKey = l.admitVia(h.limitKey, p.ID(), rate, quota, now)
+		return d
 	}
-	ud := l.admitID(pr.userUsageID, u.Rate, u.Quota, now)
+	var ud, kd Decision
+	ud, h.limitUser = l.admitVia(h.limitUser, pr.userUsageID, u.Rate, u.Quota, now)
 	if !ud.Allowed {
 		return ud
 	}
-	kd := l.admitKey(p.ID(), pr.rate, pr.quota, now, defRate, defQuota)
+	kd, h.limitKey = l.admitVia(h.limitKey, p.ID(), rate, quota, now)
 	if !kd.Allowed {
 		if u.Rate != nil {
 			l.giveBack(pr.userUsageID, u.Rate)

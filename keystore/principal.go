@@ -36,6 +36,8 @@ type Principal struct {
 	// runs, so a stale hot key starts one store lookup, not one per request.
 	loadedAt   int64
 	refreshing atomic.Bool
+	// hot are the key's Meter and Limiter entries (hot.go).
+	hot atomic.Pointer[hotEntries]
 }
 
 // keyProfile is what many keys have in common: the user they run as, their

@@ -47,6 +47,23 @@ func TestRecentTableServesFreshHitsOnly(t *testing.T) {
 	}
 }
 
+// inRecentTable authenticates key twice, which puts it in the cache (the
+// store's answer) and then in the table (a cache hit), and returns its digest.
+func inRecentTable(t *testing.T, a *Authenticator, key string) Digest {
+	t.Helper()
+	for range 2 {
+		if _, err := a.Authenticate(t.Context(), key); err != nil {
+			t.Fatal(err)
+		}
+		a.Wait()
+	}
+	d := DigestOf(key)
+	if a.recent.get(&d) == nil {
+		t.Fatal("two requests did not put the key in the table")
+	}
+	return d
+}
+
 // TestRecentTableStaleEntryRefreshed: a table entry due for a refresh goes
 // through the cache, which serves it stale and re-reads it; the refreshed
 // entry replaces it on the next hit.
@@ -54,13 +71,7 @@ func TestRecentTableStaleEntryRefreshed(t *testing.T) {
 	t.Parallel()
 	a, store, clock, key := newAuthFixture(t)
 	ctx := t.Context()
-	d := DigestOf(key)
-	for range 2 {
-		if _, err := a.Authenticate(ctx, key); err != nil {
-			t.Fatal(err)
-		}
-		a.Wait()
-	}
+	d := inRecentTable(t, a, key)
 	first := a.recent.get(&d)
 	clock.Add(time.Minute + time.Second)
 	store.set(d, &Key{ID: "key_1", User: "MXINTADM", Rights: []string{"assets:write"}, Digest: d})
@@ -85,13 +96,7 @@ func TestRecentTableInvalidate(t *testing.T) {
 	t.Parallel()
 	a, store, _, key := newAuthFixture(t)
 	ctx := t.Context()
-	d := DigestOf(key)
-	for range 2 {
-		if _, err := a.Authenticate(ctx, key); err != nil {
-			t.Fatal(err)
-		}
-		a.Wait()
-	}
+	d := inRecentTable(t, a, key)
 	store.set(d, &Key{ID: "key_1", User: "MXINTADM", Digest: d, RevokedAt: &revokedLongAgo})
 	a.Invalidate(d)
 	if a.recent.get(&d) != nil {
